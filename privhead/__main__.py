@@ -1,0 +1,5 @@
+"""``python -m privhead`` runs the command line."""
+
+from privhead.cli import main
+
+main()

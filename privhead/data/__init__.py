@@ -1,0 +1,1 @@
+"""Dataset formats, cameras and rays, the privacy bundle, synthetic heads."""

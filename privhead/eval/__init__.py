@@ -1,0 +1,1 @@
+"""Geometry evaluation: chamfer distance, F-score, alignment, error maps."""

@@ -1,0 +1,1 @@
+"""Mesh extraction and mesh renders."""

@@ -1,0 +1,1 @@
+"""The privacy operator sigma and the neutral / sensitive classification of views."""

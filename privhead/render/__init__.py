@@ -1,0 +1,1 @@
+"""Ray sampling and volume compositing."""

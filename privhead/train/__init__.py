@@ -1,0 +1,1 @@
+"""Losses, the two training stages and the trainer."""

@@ -29,6 +29,193 @@ def _fail(message: str) -> None:
 # Commands are added below, one function each.
 
 
+@app.command()
+def protect(
+    input_path: Path = typer.Argument(
+        ...,
+        metavar="INPUT",
+        help="Dataset folder: IDR / VolSDF / NeuS (cameras.npz) or transforms.json.",
+    ),
+    out_bundle: Path = typer.Argument(..., metavar="OUT_BUNDLE", help="Bundle folder to create."),
+    operator: str = typer.Option(
+        "sobel", "--operator", help="Edge operator of sigma: sobel, scharr, prewitt, central."
+    ),
+    resolution: int = typer.Option(
+        64, "--resolution", help="Working resolution of the protected maps (longer side, px)."
+    ),
+    blur: float = typer.Option(
+        0.0, "--blur", help="Gaussian blur sigma before the derivatives, in working pixels."
+    ),
+    neutral: str | None = typer.Option(
+        None,
+        "--neutral",
+        help="Complete list of neutral views, e.g. 4,5,6 or 4-6 (every other view is protected).",
+    ),
+    sensitive: str | None = typer.Option(
+        None, "--sensitive", help="Views that must be protected, e.g. 0,1,2."
+    ),
+    forward: str | None = typer.Option(
+        None, "--forward", help="World direction x,y,z the face looks along (pose rule)."
+    ),
+    threshold_deg: float | None = typer.Option(
+        None,
+        "--threshold-deg",
+        help="Pose rule: neutral beyond this angle to --forward (default views.json's, else 110).",
+    ),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format: auto, idr, transforms."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+) -> None:
+    """Write the privacy bundle: the only data that may leave the user.
+
+    Neutral views (no face visible) are kept as RGB; sensitive views are
+    replaced by their colour-gradient modulus (sigma, paper Eq. 6).
+    """
+    import time
+
+    from privhead.data.bundle import write_bundle
+    from privhead.data.formats import load_dataset
+    from privhead.privacy.operators import OperatorConfig
+    from privhead.privacy.sensitivity import (
+        REASON_POSE,
+        classify_dataset,
+        describe_decisions,
+        parse_indices,
+        parse_vector,
+    )
+
+    start = time.perf_counter()
+    try:
+        operator_cfg = OperatorConfig(name=operator, resolution=resolution, blur_sigma=blur)
+        rules = dict(
+            neutral=parse_indices(neutral, "--neutral list"),
+            sensitive=parse_indices(sensitive, "--sensitive list"),
+            forward=parse_vector(forward, "--forward direction"),
+            threshold_deg=threshold_deg,
+        )
+        if out_bundle.exists() and not overwrite:
+            raise PrivheadError(f"{out_bundle} already exists; pass --overwrite to replace it.")
+        dataset = load_dataset(input_path, fmt)
+        decisions = classify_dataset(dataset, **rules)
+        write_bundle(
+            dataset, decisions, operator_cfg, out_bundle, overwrite=overwrite, progress=True
+        )
+    except PrivheadError as exc:
+        _fail(str(exc))
+    for line in describe_decisions(decisions):
+        typer.echo(line)
+    if (forward is not None or threshold_deg is not None) and not any(
+        d.reason == REASON_POSE for d in decisions
+    ):
+        typer.echo("note: --forward / --threshold-deg decided no view (an earlier rule did).")
+    n_neutral = sum(not d.sensitive for d in decisions)
+    width, height = operator_cfg.working_size(dataset.cameras.width, dataset.cameras.height)
+    typer.echo(
+        f"wrote {out_bundle}: {n_neutral} neutral, {len(decisions) - n_neutral} protected "
+        f"({operator_cfg.name} at {width}x{height}) in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Argument(..., metavar="PRED", help="Predicted mesh (.ply, .obj, ...)."),
+    gt: Path = typer.Argument(..., metavar="GT", help="Ground-truth mesh in the same frame."),
+    face_region: Path | None = typer.Option(
+        None,
+        "--face-region",
+        help="face_region.json: evaluate inside its sphere (H3DS face crop); "
+        "also supplies mm_per_unit and the GT landmarks.",
+    ),
+    center: str | None = typer.Option(
+        None, "--center", help="Sphere region centre x,y,z in world units (with --radius)."
+    ),
+    radius: float | None = typer.Option(None, "--radius", help="Sphere region radius."),
+    align: str = typer.Option(
+        "none", "--align", help="none (exact cameras), icp, or landmarks (Procrustes, then ICP)."
+    ),
+    pred_landmarks: Path | None = typer.Option(
+        None, "--pred-landmarks", help="JSON landmarks {name: (x, y, z)} on PRED."
+    ),
+    samples: int = typer.Option(200_000, "--samples", help="Surface samples per mesh."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (the same for both meshes)."),
+    thresholds: str = typer.Option(
+        "0.005,0.01,0.02", "--thresholds", help="F-score thresholds in world units."
+    ),
+    mm_per_unit: float | None = typer.Option(
+        None, "--mm-per-unit", help="Millimetres per world unit (default: --face-region's)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    error_map: Path | None = typer.Option(
+        None, "--error-map", help="Write a PNG of the GT coloured by distance to PRED."
+    ),
+    error_max: float = typer.Option(
+        0.02, "--error-max", help="Distance (world units) at which the error colours saturate."
+    ),
+) -> None:
+    """Compare a reconstructed mesh with the ground truth: chamfer, F-score, normal consistency.
+
+    Distances are reported in world units, and in mm when mm_per_unit is known.
+    """
+    import json
+    import time
+
+    from privhead.eval.metrics import (
+        SphereRegion,
+        evaluate_meshes,
+        load_mesh,
+        parse_numbers,
+        read_face_region,
+        read_landmarks,
+    )
+    from privhead.eval.report import save_evaluation_error_map
+
+    start = time.perf_counter()
+    try:
+        region, gt_landmarks, mm = None, None, mm_per_unit
+        if face_region is not None and (center is not None or radius is not None):
+            raise PrivheadError("Give either --face-region or --center/--radius, not both.")
+        if (center is None) != (radius is None):
+            raise PrivheadError("--center and --radius must be given together.")
+        if face_region is not None:
+            face = read_face_region(face_region)
+            region, gt_landmarks = face.sphere, face.landmarks
+            mm = face.mm_per_unit if mm is None else mm
+        if center is not None:
+            region = SphereRegion(parse_numbers(center, "--center", 3), radius)
+        levels = parse_numbers(thresholds, "--thresholds")
+        if min(levels) <= 0:
+            raise PrivheadError(f"--thresholds must be positive, got '{thresholds}'.")
+        if align == "landmarks" and (pred_landmarks is None or not gt_landmarks):
+            raise PrivheadError(
+                "--align landmarks needs --pred-landmarks and a --face-region with landmarks."
+            )
+        pred_mesh, gt_mesh = load_mesh(pred), load_mesh(gt)
+        result = evaluate_meshes(
+            pred_mesh,
+            gt_mesh,
+            region=region,
+            align=align,
+            samples=samples,
+            seed=seed,
+            thresholds=levels,
+            mm_per_unit=mm,
+            pred_landmarks=read_landmarks(pred_landmarks) if pred_landmarks else None,
+            gt_landmarks=gt_landmarks,
+        )
+        outputs = []
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+            outputs.append(str(json_out))
+        if error_map is not None:
+            save_evaluation_error_map(pred_mesh, gt_mesh, result, error_map, threshold=error_max)
+            outputs.append(str(error_map))
+    except PrivheadError as exc:
+        _fail(str(exc))
+    typer.echo(result.format_table())
+    written = f"; wrote {', '.join(outputs)}" if outputs else ""
+    typer.echo(f"evaluated {pred} against {gt} in {time.perf_counter() - start:.1f} s{written}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:

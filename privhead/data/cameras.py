@@ -123,8 +123,9 @@ def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     P = np.asarray(P, dtype=np.float64)[:3, :4]
     K, R = scipy.linalg.rq(P[:, :3])
     # RQ is unique up to signs: make the diagonal of K positive.
-    signs = np.diag(np.sign(np.diag(K)))
-    signs[signs == 0] = 1.0
+    diag_signs = np.sign(np.diag(K))
+    diag_signs[diag_signs == 0] = 1.0
+    signs = np.diag(diag_signs)
     K = K @ signs
     R = signs @ R
     if np.linalg.det(R) < 0:

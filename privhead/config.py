@@ -1,0 +1,182 @@
+"""Dataclass configs of the reconstruction engine and its named presets.
+
+Presets are never mutated: derive variants with :func:`dataclasses.replace` (or
+:func:`with_overrides`). The resolved config is written as JSON beside every checkpoint and mesh
+and read back typed with :func:`config_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+from privhead.errors import PrivheadError
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Geometry (SDF) and colour networks."""
+
+    grid_resolutions: tuple[int, ...] = (16, 32, 64, 128)
+    """Side lengths of the dense SDF grids summed on top of the initial sphere (coarse to fine)."""
+    level_start_fraction: tuple[float, ...] = (0.0, 0.0, 0.15, 0.35)
+    """Fraction of stage-1 steps after which each grid level starts to learn (coarse-to-fine)."""
+    bound: float = 1.0
+    """Half side of the cube covered by the grids, in normalised units (the unit sphere fits)."""
+    init_radius: float = 0.6
+    """Radius of the sphere SDF the field starts from (normalised units)."""
+    beta_init: float = 0.05
+    """Initial VolSDF Laplace scale beta (normalised units)."""
+    beta_min: float = 0.002
+    """Lower bound of beta."""
+    color_frequencies: int = 6
+    """Octaves of the Fourier encoding of x fed to the colour network (2^0 .. 2^(n-1) times pi)."""
+    color_width: int = 64
+    """Hidden width of the Lipschitz colour MLP."""
+    color_layers: int = 3
+    """Number of hidden layers of the colour MLP."""
+    color_lipschitz_init: float = 2.0
+    """Initial per-layer Lipschitz bound softplus(m_i) (paper Eq. 7)."""
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Ray sampling and volume rendering."""
+
+    coarse_samples: int = 96
+    """Uniform samples per ray of the gradient-free pass that locates the surface."""
+    fine_samples: int = 24
+    """Importance samples per ray evaluated with gradients (plus the near and far bounds)."""
+    chunk_rays: int = 4096
+    """Rays per chunk when rendering whole images without gradients."""
+    background: float = 0.0
+    """Background colour (the datasets have a black background)."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: which data it sees and the weight of every loss (paper Eq. 9)."""
+
+    name: str = "stage1"
+    steps: int = 1000
+    """Optimisation steps."""
+    rgb_weight: float = 1.0
+    """lambda_1: L1 photometric loss on RGB views (Eq. 2)."""
+    eikonal_weight: float = 0.1
+    """lambda_2: eikonal loss (Eq. 4)."""
+    lipschitz_weight: float = 0.0
+    """lambda_3: Lipschitz bound of the colour network (Eq. 8)."""
+    gradient_weight: float = 0.0
+    """lambda_4: L1 loss between sigma(render) and the protected maps (Eq. 5)."""
+    mask_weight: float = 0.1
+    """Binary cross-entropy of the rendered opacity against the masks of RGB views."""
+    smooth_weight: float = 1e-3
+    """Weight of the discrete-Laplacian smoothness prior on the SDF grids."""
+    rays_per_step: int = 2048
+    """Rays of RGB views per step."""
+    patches_per_step: int = 4
+    """Patches of protected views per step."""
+    patch_size: int = 24
+    """Side of a rendered patch in protected-map pixels (the operator margin is added)."""
+    lr: float = 0.01
+    """Adam learning rate of the SDF grids."""
+    color_lr: float = 0.003
+    """Adam learning rate of the colour network."""
+    lr_final_fraction: float = 0.1
+    """The learning rates decay exponentially to this fraction at the last step."""
+    coarse_to_fine: bool = True
+    """Unlock the finer SDF grid levels progressively (``FieldConfig.level_start_fraction``)."""
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """Everything a reconstruction run needs, as written to ``config.json``."""
+
+    preset: str = "default"
+    mode: str = "two-stage"
+    """two-stage | full-rgb | gradient-only | joint (see MODES)."""
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    render: RenderConfig = dc_field(default_factory=RenderConfig)
+    stage1: StageConfig = dc_field(default_factory=StageConfig)
+    stage2: StageConfig = dc_field(
+        default_factory=lambda: StageConfig(
+            name="stage2",
+            rgb_weight=0.0,
+            gradient_weight=1.0,
+            lipschitz_weight=1e-4,
+            mask_weight=0.0,
+            lr=0.005,
+        )
+    )
+    mesh_resolution: int = 512
+    """Marching-cubes samples per axis over the normalised cube."""
+    keep_largest_component: bool = True
+    seed: int = 0
+    checkpoint_every: int = 200
+    """Steps between checkpoints (each stage also checkpoints at its end)."""
+
+
+MODES = {
+    "two-stage": "stage 1 on neutral RGB views, then stage 2 on protected gradient maps (paper)",
+    "full-rgb": "VolSDF baseline: one stage on ALL views as RGB (needs the original dataset)",
+    "gradient-only": "ablation: one stage with the gradient loss only, from the initial sphere",
+    "joint": "ablation: one stage with neutral RGB and the gradient loss together",
+}
+
+
+def _preset(steps1: int, steps2: int, mesh: int, **render) -> ReconstructionConfig:
+    base = ReconstructionConfig()
+    return dataclasses.replace(
+        base,
+        render=dataclasses.replace(base.render, **render),
+        stage1=dataclasses.replace(base.stage1, steps=steps1),
+        stage2=dataclasses.replace(base.stage2, steps=steps2),
+        mesh_resolution=mesh,
+    )
+
+
+PRESETS: dict[str, ReconstructionConfig] = {
+    "tiny": dataclasses.replace(
+        _preset(150, 150, 96, coarse_samples=64, fine_samples=16),
+        preset="tiny",
+        field=dataclasses.replace(FieldConfig(), grid_resolutions=(16, 32, 64)),
+    ),
+    "fast": dataclasses.replace(_preset(600, 600, 256), preset="fast"),
+    "default": dataclasses.replace(_preset(1500, 1500, 512), preset="default"),
+    "paper": dataclasses.replace(
+        _preset(4000, 3000, 512, coarse_samples=128, fine_samples=32), preset="paper"
+    ),
+}
+
+
+def get_preset(name: str) -> ReconstructionConfig:
+    """A named preset (tiny, fast, default, paper)."""
+    if name not in PRESETS:
+        raise PrivheadError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def config_to_dict(cfg) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def _from_dict(cls, data: dict):
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            raise PrivheadError(f"Unknown config field {cls.__name__}.{key}.")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            value = _from_dict(type(default), value)
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> ReconstructionConfig:
+    """Read back a config written by :func:`config_to_dict` (typed, validated field names)."""
+    return _from_dict(ReconstructionConfig, data)

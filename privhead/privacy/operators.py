@@ -1,0 +1,235 @@
+"""The privacy operator sigma (paper Eq. 6): colour-gradient modulus at a working resolution.
+
+One torch implementation, differentiable, used on the user side (``apply_operator`` turns each
+sensitive photo into a protected gradient map) and in training stage 2 (``gradient_modulus`` on
+rendered patches), so both sides compute exactly the same maths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from privhead.errors import PrivheadError
+
+# Each operator is a separable 3x3 derivative kernel: d/dx = smoothing (along y) x difference
+# (along x), d/dy its transpose. Normalising divides by the response to a unit-slope ramp,
+# sum(smoothing) * 2, so every normalised operator measures the slope in units per pixel.
+_DIFFERENCE = (-1.0, 0.0, 1.0)
+OPERATOR_SMOOTHING: dict[str, tuple[float, ...]] = {
+    "sobel": (1.0, 2.0, 1.0),
+    "scharr": (3.0, 10.0, 3.0),
+    "prewitt": (1.0, 1.0, 1.0),
+    "central": (1.0,),
+}
+"""Smoothing profile (across the derivative direction) of each known operator."""
+
+KNOWN_OPERATORS = tuple(OPERATOR_SMOOTHING)
+
+SQRT_EPS = 1e-16
+"""Added under each square root of Eq. 6 so its gradient is finite where the colour gradient is 0.
+The offset ``sqrt(SQRT_EPS)`` = 1e-8 is subtracted again, so a constant image maps to 0 and a
+nonzero norm is biased by less than 1e-8. (Representable in float32 / bfloat16, not float16.)"""
+
+BLUR_TRUNCATE = 3.0
+"""The Gaussian blur kernel is cut at ``ceil(BLUR_TRUNCATE * blur_sigma)`` pixels."""
+
+
+@dataclass
+class OperatorConfig:
+    """Parameters of the privacy operator sigma; recorded in every privacy bundle."""
+
+    name: str = "sobel"
+    """Derivative kernel: one of ``KNOWN_OPERATORS`` (sobel as in the paper, scharr, prewitt,
+    central = plain central difference)."""
+
+    resolution: int = 64
+    """Working resolution in pixels (the paper uses 64x64): images are area-downsampled so that
+    their longer side has this many pixels, keeping the aspect ratio (a square image becomes
+    ``resolution`` x ``resolution``). Images already this small or smaller are not resampled."""
+
+    blur_sigma: float = 0.0
+    """Standard deviation, in working-resolution pixels, of a Gaussian blur applied before the
+    derivatives; 0 = no blur."""
+
+    normalize: bool = True
+    """Divide the kernels so that a ramp of slope 1 per working pixel gives a derivative of 1."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.name.lower() not in OPERATOR_SMOOTHING:
+            raise PrivheadError(
+                f"Unknown privacy operator {self.name!r}; known operators: "
+                f"{', '.join(KNOWN_OPERATORS)}."
+            )
+        self.name = self.name.lower()
+        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int):
+            raise PrivheadError(f"Operator resolution must be an integer, got {self.resolution!r}.")
+        if self.resolution < 4:
+            raise PrivheadError(f"Operator resolution must be at least 4, got {self.resolution}.")
+        if isinstance(self.blur_sigma, bool) or not isinstance(self.blur_sigma, (int, float)):
+            raise PrivheadError(f"Operator blur_sigma must be a number, got {self.blur_sigma!r}.")
+        if not math.isfinite(self.blur_sigma) or self.blur_sigma < 0:
+            raise PrivheadError(
+                f"Operator blur_sigma must be finite and >= 0, got {self.blur_sigma}."
+            )
+        self.blur_sigma = float(self.blur_sigma)
+        if not isinstance(self.normalize, bool):
+            raise PrivheadError(
+                f"Operator normalize must be true or false, got {self.normalize!r}."
+            )
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every parameter (read back with :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data) -> OperatorConfig:
+        """Build and validate a config from a dict; unknown keys or values raise PrivheadError."""
+        if not isinstance(data, dict):
+            raise PrivheadError(f"Operator parameters must be a JSON object, got {data!r}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PrivheadError(
+                f"Unknown operator parameter(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known))}."
+            )
+        return cls(**data)
+
+    def working_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the working images for inputs of ``width`` x ``height`` pixels."""
+        longer = max(width, height)
+        if longer <= self.resolution:
+            return int(width), int(height)
+        factor = self.resolution / longer
+        return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def _derivative_kernels(cfg: OperatorConfig, dtype, device) -> torch.Tensor:
+    """[2, 1, k, k] correlation kernels for d/dx (columns) and d/dy (rows)."""
+    smoothing = torch.tensor(OPERATOR_SMOOTHING[cfg.name], dtype=torch.float64)
+    difference = torch.tensor(_DIFFERENCE, dtype=torch.float64)
+    size = max(len(smoothing), len(difference))
+    smoothing = F.pad(smoothing, ((size - len(smoothing)) // 2,) * 2)
+    kx = smoothing[:, None] * difference[None, :]
+    if cfg.normalize:
+        kx = kx / (2.0 * smoothing.sum())
+    return torch.stack([kx, kx.T])[:, None].to(dtype=dtype, device=device)
+
+
+def _blur_kernel(sigma: float, dtype, device) -> torch.Tensor:
+    """[2r + 1] normalised 1D Gaussian."""
+    radius = math.ceil(BLUR_TRUNCATE * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).to(dtype=dtype, device=device)
+
+
+def _blur_radius(cfg: OperatorConfig) -> int:
+    return math.ceil(BLUR_TRUNCATE * cfg.blur_sigma) if cfg.blur_sigma > 0 else 0
+
+
+def operator_margin(cfg: OperatorConfig) -> int:
+    """Pixels lost on each side by ``gradient_modulus(..., padding="valid")``.
+
+    The derivative kernel's radius plus the blur kernel's radius: a stage-2 patch rendered with
+    this margin on every side yields the operator on its whole interior.
+    """
+    kernel_size = max(len(OPERATOR_SMOOTHING[cfg.name]), len(_DIFFERENCE))
+    return kernel_size // 2 + _blur_radius(cfg)
+
+
+def downsample_area(images: torch.Tensor, size) -> torch.Tensor:
+    """Area (box-filter) resampling: each output pixel is the mean of the input area it covers.
+
+    Input pixels partly covered contribute with the covered fraction (as OpenCV ``INTER_AREA`` /
+    Pillow ``BOX``), so an integer factor gives the exact box average. Differentiable.
+
+    Args:
+        images: [B, C, H, W] images.
+        size: output ``(height, width)``, or an int for a square output.
+
+    Returns:
+        [B, C, height, width] images (same dtype and device).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    in_h, in_w = images.shape[-2:]
+    if (out_h, out_w) == (in_h, in_w):
+        return images
+    rows = _area_matrix(in_h, out_h).to(dtype=images.dtype, device=images.device)
+    cols = _area_matrix(in_w, out_w).to(dtype=images.dtype, device=images.device)
+    return torch.einsum("oh,bchw,pw->bcop", rows, images, cols)
+
+
+def _area_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """[n_out, n_in] weights: row i averages the input interval [i, i + 1) * n_in / n_out."""
+    edges = torch.arange(n_out + 1, dtype=torch.float64) * (n_in / n_out)
+    starts, ends = edges[:-1, None], edges[1:, None]
+    pixel = torch.arange(n_in, dtype=torch.float64)[None, :]
+    overlap = (torch.minimum(ends, pixel + 1) - torch.maximum(starts, pixel)).clamp_min(0)
+    return overlap / overlap.sum(dim=1, keepdim=True)
+
+
+def gradient_modulus(
+    images: torch.Tensor, cfg: OperatorConfig, padding: str = "valid"
+) -> torch.Tensor:
+    """Colour-gradient modulus, paper Eq. 6: |g| = ||dC/dx||_2 + ||dC/dy||_2.
+
+    Optional Gaussian blur, then per-channel derivatives with the configured kernel; the norms
+    are taken over the colour channels. Each norm is computed as
+    ``sqrt(sum_c d_c^2 + SQRT_EPS) - sqrt(SQRT_EPS)`` so its gradient stays finite at 0.
+
+    Args:
+        images: [B, C, H, W] images (C = 3 for RGB), values in the image's own units.
+        cfg: operator parameters (resolution is not used here: the images are taken as given).
+        padding: "valid" (no padding: the output loses ``operator_margin(cfg)`` pixels on each
+            side) or "replicate" (edge pixels repeated: the output has the input's size).
+
+    Returns:
+        [B, 1, H', W'] gradient modulus; H' = H - 2 * margin for "valid", H for "replicate".
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+    margin = operator_margin(cfg)
+    if padding == "replicate":
+        if margin:
+            images = F.pad(images, (margin,) * 4, mode="replicate")
+    elif padding != "valid":
+        raise ValueError(f"padding must be 'valid' or 'replicate', got {padding!r}")
+    batch, channels, height, width = images.shape
+    if min(height, width) <= 2 * margin:
+        raise ValueError(
+            f"images of {height}x{width} pixels are too small for an operator margin of {margin}"
+        )
+    x = images.reshape(batch * channels, 1, height, width)
+    if cfg.blur_sigma > 0:
+        blur = _blur_kernel(cfg.blur_sigma, x.dtype, x.device)
+        x = F.conv2d(x, blur.view(1, 1, -1, 1))
+        x = F.conv2d(x, blur.view(1, 1, 1, -1))
+    derivatives = F.conv2d(x, _derivative_kernels(cfg, x.dtype, x.device))
+    derivatives = derivatives.reshape(batch, channels, 2, *derivatives.shape[-2:])
+    squared = (derivatives * derivatives).sum(dim=1)  # [B, 2, H', W']: sum over colour channels
+    offset = torch.sqrt(torch.tensor(SQRT_EPS, dtype=squared.dtype, device=squared.device))
+    norms = torch.sqrt(squared + SQRT_EPS) - offset
+    return norms.sum(dim=1, keepdim=True)
+
+
+def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
+    """The user-side privacy operator sigma: area-downsample to the working size, then Eq. 6.
+
+    Args:
+        images: [B, 3, H, W] RGB images in [0, 1].
+        cfg: operator parameters.
+
+    Returns:
+        [B, 1, h, w] protected gradient maps, (w, h) = ``cfg.working_size(W, H)``, replicate
+        padding at the image border (same size as the working image).
+    """
+    width, height = cfg.working_size(images.shape[-1], images.shape[-2])
+    working = downsample_area(images, (height, width))
+    return gradient_modulus(working, cfg, padding="replicate")

@@ -1,0 +1,105 @@
+"""What the trainer sees: RGB views and protected views as tensors, in the normalised frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from privhead.data.cameras import Cameras, image_rays, normalize_cameras
+from privhead.errors import PrivheadError
+from privhead.privacy.operators import OperatorConfig
+
+
+@dataclass
+class TrainingViews:
+    """Training inputs on one device, cameras already normalised to the unit sphere.
+
+    Attributes:
+        rgb_images: [Nr, H, W, 3] RGB views in [0, 1] (neutral views, or all views for the
+            full-RGB baseline); Nr may be 0.
+        rgb_masks: [Nr, H, W] float {0, 1} foreground masks, or None.
+        rgb_origins, rgb_directions: [Nr * H * W, 3] one ray per RGB pixel (row-major per view).
+        protected_maps: [Np, h, w] protected gradient-modulus maps; Np may be 0.
+        protected_K: [Np, 3, 3] intrinsics at the maps' resolution.
+        protected_c2w: [Np, 4, 4] camera-to-world (normalised frame).
+        operator: the operator that made the maps (None without protected views).
+        scale_mat: [4, 4] normalised -> dataset world frame.
+    """
+
+    rgb_images: torch.Tensor
+    rgb_masks: torch.Tensor | None
+    rgb_origins: torch.Tensor
+    rgb_directions: torch.Tensor
+    protected_maps: torch.Tensor
+    protected_K: torch.Tensor
+    protected_c2w: torch.Tensor
+    operator: OperatorConfig | None
+    scale_mat: np.ndarray
+
+    @property
+    def num_rgb(self) -> int:
+        return int(self.rgb_images.shape[0])
+
+    @property
+    def num_protected(self) -> int:
+        return int(self.protected_maps.shape[0])
+
+
+def make_training_views(
+    rgb_images: np.ndarray,
+    rgb_masks: np.ndarray | None,
+    rgb_cameras: Cameras | None,
+    protected_maps: np.ndarray,
+    protected_cameras: Cameras | None,
+    operator: OperatorConfig | None,
+    scale_mat: np.ndarray,
+    device: torch.device,
+) -> TrainingViews:
+    """Normalise cameras, precompute RGB rays and move everything to ``device``.
+
+    Args:
+        rgb_images: [Nr, H, W, 3] float in [0, 1] (Nr may be 0).
+        rgb_masks: [Nr, H, W] bool or None.
+        rgb_cameras: cameras of the RGB views in the dataset's world frame (None if Nr = 0).
+        protected_maps: [Np, h, w] float maps (Np may be 0).
+        protected_cameras: cameras of the maps at their resolution, world frame.
+        operator: operator of the maps.
+        scale_mat: [4, 4] normalisation (normalised -> world).
+        device: torch device.
+    """
+    f32 = dict(dtype=torch.float32, device=device)
+    origins, directions = [], []
+    if len(rgb_images):
+        cams = normalize_cameras(rgb_cameras, scale_mat)
+        for i in range(len(cams)):
+            o, d = image_rays(
+                torch.as_tensor(cams.K[i], dtype=torch.float64),
+                torch.as_tensor(cams.c2w[i], dtype=torch.float64),
+                cams.height,
+                cams.width,
+            )
+            origins.append(o)
+            directions.append(d)
+    if len(protected_maps):
+        if operator is None or protected_cameras is None:
+            raise PrivheadError("Protected maps need their operator and cameras.")
+        pcams = normalize_cameras(protected_cameras, scale_mat)
+        pK, pc2w = pcams.K, pcams.c2w
+    else:
+        pK, pc2w = np.zeros((0, 3, 3)), np.zeros((0, 4, 4))
+    empty = torch.zeros(0, 3)
+    return TrainingViews(
+        rgb_images=torch.as_tensor(np.asarray(rgb_images, dtype=np.float32)).to(device),
+        rgb_masks=None
+        if rgb_masks is None or not len(rgb_images)
+        else torch.as_tensor(np.asarray(rgb_masks, dtype=np.float32)).to(device),
+        rgb_origins=(torch.cat(origins) if origins else empty).to(**f32),
+        rgb_directions=(torch.cat(directions) if directions else empty).to(**f32),
+        protected_maps=torch.as_tensor(np.asarray(protected_maps, dtype=np.float32)).to(device),
+        protected_K=torch.as_tensor(pK).to(**f32),
+        protected_c2w=torch.as_tensor(pc2w).to(**f32),
+        operator=operator,
+        scale_mat=np.asarray(scale_mat, dtype=np.float64),
+    )

@@ -1,0 +1,51 @@
+"""Losses of the two stages as pure functions (paper Eq. 2, 4, 5, 8); the trainer sums a dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def rgb_loss(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_rgb = mean |c_hat - c| (paper Eq. 2, L1). Shapes [R, 3]."""
+    return (rendered - target).abs().mean()
+
+
+def eikonal_loss(gradient: torch.Tensor) -> torch.Tensor:
+    """L_eik = mean (||grad f|| - 1)^2 (paper Eq. 4). gradient: [P, 3]."""
+    return ((gradient.norm(dim=-1) - 1.0) ** 2).mean()
+
+
+def lipschitz_loss(bounds: torch.Tensor) -> torch.Tensor:
+    """L_lip = prod_i softplus(m_i) (paper Eq. 8), given the per-layer bounds [L]."""
+    return bounds.prod()
+
+
+def mask_loss(opacity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between rendered opacity [R] and a {0, 1} mask [R]."""
+    return F.binary_cross_entropy(opacity.clamp(1e-4, 1 - 1e-4), mask.float())
+
+
+def gradient_loss(
+    rendered_patches: torch.Tensor,
+    target_maps: torch.Tensor,
+    operator: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """L_grad = mean | sigma(rendered) - |g| | (paper Eq. 5).
+
+    Args:
+        rendered_patches: [B, 3, h + 2m, w + 2m] rendered colour patches including the operator's
+            margin m on every side.
+        target_maps: [B, 1, h, w] protected gradient-modulus maps at the patch interiors.
+        operator: the bundle's own operator with 'valid' padding, [B, 3, H, W] -> [B, 1, H - 2m,
+            W - 2m] (the same maths that produced the targets).
+
+    Returns:
+        scalar L1 loss.
+    """
+    modulus = operator(rendered_patches)
+    if modulus.shape != target_maps.shape:
+        raise ValueError(f"operator output {tuple(modulus.shape)} != {tuple(target_maps.shape)}")
+    return (modulus - target_maps).abs().mean()

@@ -1,0 +1,358 @@
+"""The training loop: stages, optimisers, checkpoints and resume, progress bars with the losses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from privhead.config import ReconstructionConfig, StageConfig, config_to_dict
+from privhead.data.cameras import pixel_rays
+from privhead.errors import PrivheadError
+from privhead.field.model import HeadField
+from privhead.privacy.operators import gradient_modulus, operator_margin
+from privhead.render.volume import render_rays
+from privhead.train.data import TrainingViews
+from privhead.train.losses import (
+    eikonal_loss,
+    gradient_loss,
+    lipschitz_loss,
+    mask_loss,
+    rgb_loss,
+)
+
+CHECKPOINT_VERSION = 1
+
+
+def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
+    """The stages a mode runs, in order (see ``privhead.config.MODES``)."""
+    s1, s2 = cfg.stage1, cfg.stage2
+    if cfg.mode == "two-stage":
+        return [s1, s2]
+    if cfg.mode == "full-rgb":
+        return [dataclasses.replace(s1, name="full-rgb")]
+    steps = s1.steps + s2.steps
+    if cfg.mode == "gradient-only":
+        return [dataclasses.replace(s2, name="gradient-only", steps=steps, coarse_to_fine=True)]
+    if cfg.mode == "joint":
+        return [
+            dataclasses.replace(
+                s2,
+                name="joint",
+                steps=steps,
+                rgb_weight=s1.rgb_weight,
+                mask_weight=s1.mask_weight,
+                lr=s1.lr,
+                coarse_to_fine=True,
+            )
+        ]
+    raise PrivheadError(f"Unknown mode {cfg.mode!r}.")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise PrivheadError(f"Unknown device {name!r}.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PrivheadError("CUDA was requested but is not available on this machine.")
+    return device
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs the stages of a reconstruction on prepared :class:`TrainingViews`.
+
+    Args:
+        cfg: resolved reconstruction config.
+        views: training inputs (on ``device``).
+        out_dir: run directory; checkpoints go to ``out_dir / "checkpoints"``.
+        device: torch device.
+        progress: show progress bars.
+    """
+
+    def __init__(
+        self,
+        cfg: ReconstructionConfig,
+        views: TrainingViews,
+        out_dir: Path,
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.views = views
+        self.device = device
+        self.progress = progress
+        self.stages = plan_stages(cfg)
+        self.checkpoint_dir = Path(out_dir) / "checkpoints"
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.field = HeadField(cfg.field).to(device)
+        self.stage_index = 0
+        self.step = 0
+        self.stage_seconds: dict[str, float] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._check_inputs()
+        if views.operator is not None:
+            operator = views.operator
+            self.margin = operator_margin(operator)
+            self.operator_fn = lambda images: gradient_modulus(images, operator, "valid")
+
+    # ---------------------------------------------------------------- setup
+    def _check_inputs(self) -> None:
+        for stage in self.stages:
+            needs_rgb = stage.rgb_weight > 0
+            needs_grad = stage.gradient_weight > 0
+            if needs_rgb and self.views.num_rgb == 0:
+                raise PrivheadError(f"{stage.name} needs RGB views, but there are none.")
+            if needs_grad and self.views.num_protected == 0:
+                raise PrivheadError(f"{stage.name} needs protected views, but there are none.")
+
+    def _make_optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        groups = [
+            {"params": list(self.field.geometry.parameters()), "lr": stage.lr, "base_lr": stage.lr},
+            {
+                "params": list(self.field.color.parameters()) + list(self.field.beta.parameters()),
+                "lr": stage.color_lr,
+                "base_lr": stage.color_lr,
+            },
+        ]
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, **fused)
+
+    def _set_schedule(self, stage: StageConfig, step: int) -> None:
+        frac = step / max(stage.steps - 1, 1)
+        decay = stage.lr_final_fraction**frac
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * decay
+        levels = self.field.geometry.num_levels
+        if stage.coarse_to_fine and (self.stage_index == 0 or len(self.stages) == 1):
+            starts = self.cfg.field.level_start_fraction
+            active = sum(1 for s in starts[:levels] if frac >= s) or 1
+        else:
+            active = levels
+        self.field.geometry.active_levels.fill_(active)
+
+    # ---------------------------------------------------------------- losses
+    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
+        views = self.views
+        idx = torch.randint(views.rgb_origins.shape[0], (stage.rays_per_step,), device=self.device)
+        out = render_rays(
+            views.rgb_origins[idx],
+            views.rgb_directions[idx],
+            self.field.query,
+            self.field.sdf,
+            self.field.beta(),
+            self.cfg.render,
+            jitter=True,
+        )
+        terms = {}
+        if stage.rgb_weight > 0:
+            terms["rgb"] = rgb_loss(out["rgb"], views.rgb_images.reshape(-1, 3)[idx])
+        if stage.mask_weight > 0 and views.rgb_masks is not None:
+            terms["mask"] = mask_loss(out["opacity"], views.rgb_masks.reshape(-1)[idx])
+        return terms, out["sdf_gradient"]
+
+    def _patch_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
+        views = self.views
+        maps = views.protected_maps
+        height, width = maps.shape[-2:]
+        m = self.margin
+        size = min(stage.patch_size, height - 2 * m, width - 2 * m)
+        n = size + 2 * m
+        b = stage.patches_per_step
+        view_idx = torch.randint(views.num_protected, (b,))
+        tops = torch.randint(m, height - m - size + 1, (b,))
+        lefts = torch.randint(m, width - m - size + 1, (b,))
+        offsets = torch.arange(n, device=self.device, dtype=torch.float32)
+        rows = (tops.to(self.device)[:, None, None] - m + offsets[None, :, None]).expand(b, n, n)
+        cols = (lefts.to(self.device)[:, None, None] - m + offsets[None, None, :]).expand(b, n, n)
+        vi = view_idx.to(self.device)[:, None, None].expand(b, n, n).reshape(-1)
+        origins, directions = pixel_rays(
+            views.protected_K[vi], views.protected_c2w[vi], rows.reshape(-1), cols.reshape(-1)
+        )
+        out = render_rays(
+            origins,
+            directions,
+            self.field.query,
+            self.field.sdf,
+            self.field.beta(),
+            self.cfg.render,
+            jitter=True,
+        )
+        patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
+        targets = torch.stack(
+            [
+                maps[v, t : t + size, l_ : l_ + size]
+                for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
+            ]
+        )[:, None]
+        return {"grad": gradient_loss(patches, targets, self.operator_fn)}, out["sdf_gradient"]
+
+    def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        gradients = []
+        uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
+        if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
+            rgb_terms, grad = self._rgb_terms(stage)
+            terms.update(rgb_terms)
+            gradients.append(grad)
+        if stage.gradient_weight > 0:
+            patch_terms, grad = self._patch_terms(stage)
+            terms.update(patch_terms)
+            gradients.append(grad)
+        # Eikonal points: the rendered samples plus uniform points in the unit ball.
+        uniform = torch.rand(4096, 3, device=self.device) * 2 - 1
+        uniform = uniform[uniform.norm(dim=-1) < 1.0]
+        _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
+        gradients.append(grad_uniform)
+        terms["eik"] = eikonal_loss(torch.cat(gradients))
+        if stage.lipschitz_weight > 0:
+            bounds = torch.stack([layer.bound() for layer in self.field.color.layers])
+            terms["lip"] = lipschitz_loss(bounds)
+        if stage.smooth_weight > 0:
+            terms["smooth"] = self.field.geometry.smoothness()
+        return terms
+
+    @staticmethod
+    def _weights(stage: StageConfig) -> dict[str, float]:
+        return {
+            "rgb": stage.rgb_weight,
+            "mask": stage.mask_weight,
+            "grad": stage.gradient_weight,
+            "eik": stage.eikonal_weight,
+            "lip": stage.lipschitz_weight,
+            "smooth": stage.smooth_weight,
+        }
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path: Path) -> None:
+        _atomic_save(
+            {
+                "version": CHECKPOINT_VERSION,
+                "config": config_to_dict(self.cfg),
+                "stage_index": self.stage_index,
+                "step": self.step,
+                "field": self.field.state_dict(),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                "stage_seconds": self.stage_seconds,
+                "rng": torch.get_rng_state(),
+                "scale_mat": self.views.scale_mat.tolist(),
+                "operator": None
+                if self.views.operator is None
+                else self.views.operator.to_dict(),
+            },
+            path,
+        )
+        (path.parent / "config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2))
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise PrivheadError(f"{path} is not a privhead checkpoint of a known version.")
+        if state["config"] != config_to_dict(self.cfg):
+            raise PrivheadError(
+                f"{path} was written with a different config; resume with the same options."
+            )
+        self.field.load_state_dict(state["field"])
+        self.stage_index = state["stage_index"]
+        self.step = state["step"]
+        self.stage_seconds = state["stage_seconds"]
+        torch.set_rng_state(state["rng"])
+        if state["optimizer"] is not None and self.stage_index < len(self.stages):
+            self.optimizer = self._make_optimizer(self.stages[self.stage_index])
+            self.optimizer.load_state_dict(state["optimizer"])
+
+    # ---------------------------------------------------------------- loop
+    def run(self, resume: bool = False, on_stage_end=None) -> dict[str, float]:
+        """Run (or finish) every stage.
+
+        Args:
+            resume: continue from ``checkpoints/last.pt`` when it exists.
+            on_stage_end: optional callback ``(stage_name, field)`` after each stage.
+
+        Returns:
+            seconds per stage.
+        """
+        last = self.checkpoint_dir / "last.pt"
+        if resume and last.exists():
+            self.load_checkpoint(last)
+        while self.stage_index < len(self.stages):
+            stage = self.stages[self.stage_index]
+            if self.optimizer is None or self.step == 0:
+                self.optimizer = self._make_optimizer(stage)
+            weights = self._weights(stage)
+            start = time.perf_counter() - self.stage_seconds.get(stage.name, 0.0)
+            bar = tqdm(
+                total=stage.steps,
+                initial=self.step,
+                desc=stage.name,
+                disable=not self.progress,
+                dynamic_ncols=True,
+            )
+            self.field.train()
+            while self.step < stage.steps:
+                self._set_schedule(stage, self.step)
+                terms = self._losses(stage)
+                total = sum(weights[k] * v for k, v in terms.items())
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                self.optimizer.step()
+                self.step += 1
+                bar.update(1)
+                if self.step % 10 == 0 or self.step == stage.steps:
+                    post = {k: f"{v.item():.4f}" for k, v in terms.items() if k != "lip"}
+                    post["beta"] = f"{self.field.beta().item():.4f}"
+                    bar.set_postfix(post, refresh=False)
+                if self.step % self.cfg.checkpoint_every == 0 and self.step < stage.steps:
+                    self.stage_seconds[stage.name] = time.perf_counter() - start
+                    self.save_checkpoint(last)
+            bar.close()
+            self.stage_seconds[stage.name] = time.perf_counter() - start
+            self.stage_index += 1
+            self.step = 0
+            self.optimizer = None
+            self.save_checkpoint(self.checkpoint_dir / f"{stage.name}.pt")
+            self.save_checkpoint(last)
+            if on_stage_end is not None:
+                on_stage_end(stage.name, self.field)
+        return dict(self.stage_seconds)
+
+
+def load_field(path: Path, device: torch.device | str = "cpu"):
+    """Load a trained field from a checkpoint.
+
+    Returns:
+        (field in eval mode with all grid levels active, ReconstructionConfig, scale_mat [4, 4]).
+    """
+    from privhead.config import config_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrivheadError(f"Checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise PrivheadError(f"{path} is not a readable checkpoint ({exc}).") from exc
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise PrivheadError(f"{path} is not a privhead checkpoint of a known version.")
+    cfg = config_from_dict(state["config"])
+    field = HeadField(cfg.field)
+    field.load_state_dict(state["field"])
+    field.geometry.active_levels.fill_(field.geometry.num_levels)
+    field.eval()
+    return field.to(device), cfg, np.asarray(state["scale_mat"], dtype=np.float64)

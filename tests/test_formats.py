@@ -170,6 +170,9 @@ def test_natural_order_and_subset(tmp_path):
     assert len(part) == 2 and part.names == ["33", "10"]
     np.testing.assert_array_equal(part.cameras.c2w[1], loaded.cameras.c2w[1])
     assert part.views["sensitive_indices"] == [0] and part.views["neutral_indices"] == [1]
+    assert [v["index"] for v in part.views["views"]] == [0, 1]
+    loaded.views = {"sensitive_indices": [1, 2]}
+    assert loaded.subset([2, 0]).views["sensitive_indices"] == [0]
 
 
 def _remove(path: Path) -> None:

@@ -81,33 +81,34 @@ class HeadDataset:
             scale_mat=None if self.scale_mat is None else self.scale_mat.copy(),
             names=[self.names[i] for i in idx],
             root=self.root,
-            views=_subset_views(self.views, idx),
+            views=_subset_views(self.views, idx, len(self)),
             face_region=self.face_region,
             gt_mesh=self.gt_mesh,
         )
 
 
-def _subset_views(views: dict | None, idx: np.ndarray) -> dict | None:
-    if views is None or not isinstance(views.get("views"), list):
-        return views
-    per_view = views["views"]
-    if len(per_view) <= int(idx.max(initial=-1)):
-        return views
-    selected = []
-    for new_index, old_index in enumerate(idx):
-        entry = dict(per_view[int(old_index)])
-        entry["index"] = new_index
-        selected.append(entry)
-    sensitive = [v["index"] for v in selected if v.get("sensitive")]
-    neutral = [v["index"] for v in selected if not v.get("sensitive")]
+def _subset_views(views: dict | None, idx: np.ndarray, n_total: int) -> dict | None:
+    """``views.json`` content re-indexed to the views ``idx`` of a dataset of ``n_total``."""
+    if views is None:
+        return None
+    per_view = views.get("views")
     out = dict(views)
+    if isinstance(per_view, list) and len(per_view) == n_total:
+        selected = [dict(per_view[int(old)], index=new) for new, old in enumerate(idx)]
+        sensitive = [v["index"] for v in selected if v.get("sensitive")]
+        out["views"] = selected
+    elif isinstance(views.get("sensitive_indices"), list):
+        old_sensitive = {int(i) for i in views["sensitive_indices"]}
+        sensitive = [new for new, old in enumerate(idx) if int(old) in old_sensitive]
+        out.pop("views", None)
+    else:
+        return views
     out.update(
-        views=selected,
-        n_views=len(selected),
+        n_views=len(idx),
         n_sensitive=len(sensitive),
-        n_neutral=len(neutral),
+        n_neutral=len(idx) - len(sensitive),
         sensitive_indices=sensitive,
-        neutral_indices=neutral,
+        neutral_indices=sorted(set(range(len(idx))) - set(sensitive)),
     )
     return out
 

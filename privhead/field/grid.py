@@ -70,12 +70,25 @@ def trilinear_with_gradient(
     return values, gradient
 
 
-def grid_laplacian_energy(grid: torch.Tensor) -> torch.Tensor:
-    """Mean squared discrete Laplacian of a [R, R, R] grid, in grid-index units.
+def grid_laplacian_energy(grid: torch.Tensor, bound: float, crop: int | None = None) -> torch.Tensor:
+    """Mean squared discrete Laplacian of a [R, R, R] grid, in world units (1 / length).
 
-    Used as a smoothness prior on the SDF grids (penalises curvature, not slope).
+    Used as a smoothness prior on the SDF grids (penalises curvature, not slope). Expressed in
+    world units so that fine levels, whose cells are small, are held to the same curvature scale
+    as coarse ones.
+
+    Args:
+        grid: [R, R, R] values over [-bound, bound]^3.
+        bound: half side of the cube.
+        crop: if given and smaller than R, the energy of a random crop^3 window (an unbiased
+            estimate of the mean at a fraction of the cost).
     """
+    res = grid.shape[0]
+    spacing = 2.0 * bound / (res - 1)
     g = grid
+    if crop is not None and crop + 2 < res:
+        i, j, k = torch.randint(0, res - crop - 1, (3,)).tolist()
+        g = g[i : i + crop + 2, j : j + crop + 2, k : k + crop + 2]
     lap = (
         g[2:, 1:-1, 1:-1]
         + g[:-2, 1:-1, 1:-1]
@@ -85,4 +98,5 @@ def grid_laplacian_energy(grid: torch.Tensor) -> torch.Tensor:
         + g[1:-1, 1:-1, :-2]
         - 6 * g[1:-1, 1:-1, 1:-1]
     )
+    lap = lap / spacing**2
     return (lap * lap).mean()

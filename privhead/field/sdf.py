@@ -69,6 +69,7 @@ class GridSDF(nn.Module):
         return self.forward(points, with_gradient=False)[0]
 
     def smoothness(self) -> torch.Tensor:
-        """Discrete-Laplacian energy of the active grids, each in its own cell units."""
-        terms = [grid_laplacian_energy(g) for g in list(self.grids)[: int(self.active_levels)]]
+        """Discrete-Laplacian energy (world units) of the active grids, summed over levels."""
+        active = list(self.grids)[: int(self.active_levels)]
+        terms = [grid_laplacian_energy(g, self.bound, crop=40) for g in active]
         return torch.stack(terms).sum()

@@ -124,15 +124,21 @@ class Trainer:
 
     def _make_optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        # Each grid level moves at most about a fixed fraction of its own cell per step: coarse
+        # levels shape the head quickly, fine levels only add detail (no speckle noise).
+        coarsest = self.cfg.field.grid_resolutions[0]
         groups = [
-            {"params": list(self.field.geometry.parameters()), "lr": stage.lr, "base_lr": stage.lr},
+            {"params": [grid], "lr": stage.lr * coarsest / res, "base_lr": stage.lr * coarsest / res}
+            for grid, res in zip(self.field.geometry.grids, self.cfg.field.grid_resolutions)
+        ]
+        groups += [
             {
                 "params": list(self.field.color.parameters()) + list(self.field.beta.parameters()),
                 "lr": stage.color_lr,
                 "base_lr": stage.color_lr,
-            },
+            }
         ]
-        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, **fused)
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-8, **fused)
 
     def _set_schedule(self, stage: StageConfig, step: int) -> None:
         frac = step / max(stage.steps - 1, 1)

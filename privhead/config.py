@@ -44,9 +44,9 @@ class FieldConfig:
 class RenderConfig:
     """Ray sampling and volume rendering."""
 
-    coarse_samples: int = 96
+    coarse_samples: int = 64
     """Uniform samples per ray of the gradient-free pass that locates the surface."""
-    fine_samples: int = 24
+    fine_samples: int = 16
     """Importance samples per ray evaluated with gradients (plus the near and far bounds)."""
     chunk_rays: int = 4096
     """Rays per chunk when rendering whole images without gradients."""
@@ -71,7 +71,7 @@ class StageConfig:
     """lambda_4: L1 loss between sigma(render) and the protected maps (Eq. 5)."""
     mask_weight: float = 0.1
     """Binary cross-entropy of the rendered opacity against the masks of RGB views."""
-    smooth_weight: float = 1e-3
+    smooth_weight: float = 1e-6
     """Weight of the discrete-Laplacian smoothness prior on the SDF grids."""
     rays_per_step: int = 2048
     """Rays of RGB views per step."""
@@ -138,7 +138,7 @@ def _preset(steps1: int, steps2: int, mesh: int, **render) -> ReconstructionConf
 
 PRESETS: dict[str, ReconstructionConfig] = {
     "tiny": dataclasses.replace(
-        _preset(150, 150, 96, coarse_samples=64, fine_samples=16),
+        _preset(150, 150, 96, coarse_samples=48, fine_samples=12),
         preset="tiny",
         field=dataclasses.replace(FieldConfig(), grid_resolutions=(16, 32, 64)),
     ),

@@ -47,26 +47,21 @@ def trilinear_with_gradient(
     corner_values = flat[origin[:, None] + offsets[None, :]]  # [P, 8]
 
     fx, fy, fz = frac[:, 0:1], frac[:, 1:2], frac[:, 2:3]
-    wx = torch.cat([1 - fx, fx], dim=1)  # [P, 2]
-    wy = torch.cat([1 - fy, fy], dim=1)
-    wz = torch.cat([1 - fz, fz], dim=1)
-    weights = (wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]).reshape(-1, 8)
-    values = (corner_values * weights).sum(dim=1)
+    # Successive linear interpolation along x, then y, then z; each derivative is the difference
+    # of the two neighbours at the previous level, interpolated along the remaining axes.
+    v0, v1 = corner_values[:, :4], corner_values[:, 4:]  # x = 0 / 1, columns (y, z) = 00 01 10 11
+    vx = v0 + fx * (v1 - v0)  # [P, 4]
+    vxy = vx[:, :2] + fy * (vx[:, 2:] - vx[:, :2])  # [P, 2] (z = 0 / 1)
+    values = (vxy[:, 0:1] + fz * (vxy[:, 1:2] - vxy[:, 0:1]))[:, 0]
     if not with_gradient:
         return values, None
-
-    dw = torch.tensor([-1.0, 1.0], device=points.device, dtype=points.dtype)
-    dwx = (dw[None, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]).reshape(-1, 8)
-    dwy = (wx[:, :, None, None] * dw[None, None, :, None] * wz[:, None, None, :]).reshape(-1, 8)
-    dwz = (wx[:, :, None, None] * wy[:, None, :, None] * dw[None, None, None, :]).reshape(-1, 8)
-    gradient = torch.stack(
-        [
-            (corner_values * dwx).sum(dim=1),
-            (corner_values * dwy).sum(dim=1),
-            (corner_values * dwz).sum(dim=1),
-        ],
-        dim=-1,
-    ) * scale
+    dx4 = v1 - v0
+    dx2 = dx4[:, :2] + fy * (dx4[:, 2:] - dx4[:, :2])
+    grad_x = dx2[:, 0:1] + fz * (dx2[:, 1:2] - dx2[:, 0:1])
+    dy2 = vx[:, 2:] - vx[:, :2]
+    grad_y = dy2[:, 0:1] + fz * (dy2[:, 1:2] - dy2[:, 0:1])
+    grad_z = vxy[:, 1:2] - vxy[:, 0:1]
+    gradient = torch.cat([grad_x, grad_y, grad_z], dim=-1) * scale
     return values, gradient
 
 

@@ -1,0 +1,88 @@
+"""The field: grid interpolation and its analytic gradient, the sphere start, Lipschitz layers."""
+
+import torch
+
+from privhead.config import FieldConfig
+from privhead.field.color import ColorNetwork, LipschitzLinear, fourier_encode
+from privhead.field.grid import grid_laplacian_energy, trilinear_with_gradient
+from privhead.field.sdf import GridSDF
+from privhead.train.losses import eikonal_loss
+
+
+def test_trilinear_matches_grid_sample_and_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    grid = torch.randn(9, 9, 9, dtype=torch.float64)
+    points = (torch.rand(64, 3, dtype=torch.float64) * 2 - 1) * 0.99
+    values, gradient = trilinear_with_gradient(grid, points, bound=1.0)
+    reference = torch.nn.functional.grid_sample(
+        grid.permute(2, 1, 0)[None, None], points[None, None, None], align_corners=True
+    )[0, 0, 0, 0]
+    torch.testing.assert_close(values, reference)
+    eps = 1e-6
+    numeric = torch.stack(
+        [
+            (
+                trilinear_with_gradient(grid, points + eps * e, 1.0)[0]
+                - trilinear_with_gradient(grid, points - eps * e, 1.0)[0]
+            )
+            / (2 * eps)
+            for e in torch.eye(3, dtype=torch.float64)
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(gradient, numeric, atol=1e-6, rtol=1e-6)
+
+
+def test_linear_grid_is_reproduced_exactly():
+    axis = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
+    grid = 0.3 * x - 0.2 * y + 0.5 * z
+    points = torch.rand(20, 3, dtype=torch.float64) * 2 - 1
+    values, gradient = trilinear_with_gradient(grid, points, 1.0)
+    torch.testing.assert_close(values, points @ torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(gradient, torch.tensor([[0.3, -0.2, 0.5]]).double().expand(20, 3))
+    assert grid_laplacian_energy(grid, 1.0) < 1e-20
+
+
+def test_initial_field_is_a_true_sphere_sdf(device):
+    sdf = GridSDF(FieldConfig(init_radius=0.6)).to(device)
+    points = torch.randn(500, 3, device=device) * 0.5
+    values, gradient, features = sdf(points)
+    torch.testing.assert_close(values, points.norm(dim=-1) - 0.6)
+    assert eikonal_loss(gradient) < 1e-10
+    assert features.shape == (500, 4)
+
+
+def test_lipschitz_layer_bounds_differences():
+    torch.manual_seed(0)
+    layer = LipschitzLinear(16, 8, bound_init=0.7)
+    with torch.no_grad():
+        layer.linear.weight.mul_(20)  # rows far above the bound: normalisation must act
+    x, y = torch.randn(1000, 16), torch.randn(1000, 16)
+    lhs = (layer(x) - layer(y)).abs().amax(dim=-1)
+    rhs = layer.bound() * (x - y).abs().amax(dim=-1)
+    assert torch.all(lhs <= rhs + 1e-5)
+    assert (lhs / rhs).max() > 0.3  # the bound is not vacuous
+
+
+def test_color_network_is_bounded_by_the_product_of_layer_bounds():
+    torch.manual_seed(0)
+    net = ColorNetwork(FieldConfig(color_frequencies=0, color_lipschitz_init=1.5), feature_dim=2)
+    for layer in net.layers:
+        with torch.no_grad():
+            layer.linear.weight.mul_(10)
+    inputs = [torch.randn(2000, 3), torch.randn(2000, 3), torch.randn(2000, 3), torch.randn(2000, 2)]
+    deltas = [torch.randn_like(t) * 0.1 for t in inputs]
+    a = net(*inputs)
+    b = net(*[t + d for t, d in zip(inputs, deltas)])
+    dist_in = torch.cat(deltas, dim=-1).abs().amax(dim=-1)
+    dist_out = (a - b).abs().amax(dim=-1)
+    # sigmoid is 1/4-Lipschitz and softplus 1-Lipschitz.
+    assert torch.all(dist_out <= 0.25 * net.lipschitz_bound() * dist_in + 1e-6)
+
+
+def test_fourier_encoding_shape_and_values():
+    p = torch.tensor([[0.5, 0.0, -0.25]])
+    enc = fourier_encode(p, 2)
+    assert enc.shape == (1, 15)
+    torch.testing.assert_close(enc[0, 3], torch.sin(torch.tensor(0.5 * torch.pi)))

@@ -169,7 +169,7 @@ def pooled_perceptual(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "privacy"))
+    parser.add_argument("--out", default=str(REPO / "out" / "privacy"))
     parser.add_argument(
         "--synthetic-seeds", type=lambda s: [int(v) for v in s.split(",") if v], default=[0, 1, 2]
     )

@@ -26,6 +26,20 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _user_errors(func):
+    """Turn a :class:`PrivheadError` raised by a command into one line and exit code 1."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PrivheadError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
 # Commands are added below, one function each.
 
 
@@ -64,6 +78,17 @@ def protect(
     ),
     fmt: str = typer.Option("auto", "--format", help="Dataset format: auto, idr, transforms."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+    detector: str = typer.Option(
+        "auto",
+        "--detector",
+        help="Face detectors that protect any view showing a face: auto (all installed), none, "
+        "or yunet, centerface, dlib (comma-separated). Needs pip install 'privhead[audit]'.",
+    ),
+    allow_rgb_despite_face: str | None = typer.Option(
+        None,
+        "--allow-rgb-despite-face",
+        help="Views to keep as RGB even though a detector finds a face in them, e.g. 7.",
+    ),
 ) -> None:
     """Write the privacy bundle: the only data that may leave the user.
 
@@ -74,6 +99,7 @@ def protect(
 
     from privhead.data.bundle import write_bundle
     from privhead.data.formats import load_dataset
+    from privhead.privacy.detect import INSTALL_HINT, FaceCheck, load_detectors
     from privhead.privacy.operators import OperatorConfig
     from privhead.privacy.sensitivity import (
         REASON_POSE,
@@ -84,6 +110,7 @@ def protect(
     )
 
     start = time.perf_counter()
+    face_check = None
     try:
         operator_cfg = OperatorConfig(name=operator, resolution=resolution, blur_sigma=blur)
         rules = dict(
@@ -94,8 +121,16 @@ def protect(
         )
         if out_bundle.exists() and not overwrite:
             raise PrivheadError(f"{out_bundle} already exists; pass --overwrite to replace it.")
+        detectors = load_detectors(detector)
+        allowed = parse_indices(allow_rgb_despite_face, "--allow-rgb-despite-face list") or []
         dataset = load_dataset(input_path, fmt)
-        decisions = classify_dataset(dataset, **rules)
+        if detectors:
+            face_check = FaceCheck(dataset.images, detectors, allowed)
+        elif allowed:
+            raise PrivheadError("--allow-rgb-despite-face needs a face detector (--detector).")
+        decisions = classify_dataset(dataset, **rules, checks=[face_check] if face_check else [])
+        if face_check is not None:
+            decisions = face_check.mark_overrides(decisions)
         write_bundle(
             dataset, decisions, operator_cfg, out_bundle, overwrite=overwrite, progress=True
         )
@@ -103,6 +138,19 @@ def protect(
         _fail(str(exc))
     for line in describe_decisions(decisions):
         typer.echo(line)
+    if face_check is None:
+        typer.echo(f"note: no face detector ran ({INSTALL_HINT} adds them); rules alone decided.")
+    else:
+        for index, found in sorted(face_check.overridden.items()):
+            typer.echo(f"warning: view {index} is kept as RGB although a face was found ({found}).")
+        for index in sorted(face_check.allowed - set(face_check.overridden)):
+            why = (
+                f"the {decisions[index].reason} rule protects it anyway (the flag only lifts the "
+                "face detector)"
+                if decisions[index].sensitive
+                else "no face was found there"
+            )
+            typer.echo(f"note: --allow-rgb-despite-face {index}: {why}.")
     if (forward is not None or threshold_deg is not None) and not any(
         d.reason == REASON_POSE for d in decisions
     ):
@@ -287,6 +335,7 @@ def _resolve_config(
 
 
 @app.command()
+@_user_errors
 def reconstruct(
     source: Path = typer.Argument(..., help="Privacy bundle (or the original dataset for --full-rgb)."),
     out: Path = typer.Argument(..., help="Output folder: mesh.ply, renders.png, config.json, checkpoints/."),
@@ -321,6 +370,7 @@ def reconstruct(
 
 
 @app.command()
+@_user_errors
 def extract(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by reconstruct (checkpoints/*.pt)."),
     out: Path = typer.Argument(..., help="Output mesh (.ply)."),
@@ -347,6 +397,7 @@ def extract(
 
 
 @app.command()
+@_user_errors
 def demo(
     out: Path = typer.Argument(Path("privhead-demo"), help="Output folder."),
     preset: str = typer.Option("fast", help="tiny | fast | default | paper."),
@@ -359,6 +410,109 @@ def demo(
 
     summary = run_demo(out, preset=preset, seed=seed, device=device, progress=not quiet, log=typer.echo)
     typer.echo(summary)
+
+
+@app.command()
+def audit(
+    originals: Path = typer.Argument(
+        ...,
+        metavar="ORIGINALS",
+        help="The person's photos: a dataset folder (its views.json sensitive views) or a folder "
+        "of images.",
+    ),
+    out: Path = typer.Argument(..., metavar="OUT", help="Folder for audit.json, report.md, PNGs."),
+    protected: Path | None = typer.Option(
+        None, "--protected", help="Protected maps: a privacy bundle or a folder of PNG maps."
+    ),
+    renders: Path | None = typer.Option(
+        None, "--renders", help="Colour renders of the reconstruction (folder, names as views)."
+    ),
+    mesh_renders: Path | None = typer.Option(
+        None, "--mesh-renders", help="Shaded renders of the bare reconstructed mesh (folder)."
+    ),
+    baseline_renders: Path | None = typer.Option(
+        None, "--baseline-renders", help="Renders of the full-RGB baseline (folder)."
+    ),
+    impostor: list[Path] = typer.Option(
+        [],
+        "--impostor",
+        help="Another person's photos (dataset folder or folder of images); repeatable.",
+    ),
+    lfw_impostors: int = typer.Option(
+        100, "--lfw-impostors", help="scikit-image lfw_subset faces used as impostors (0 = none)."
+    ),
+    views: str = typer.Option(
+        "sensitive", "--views", help="Which views of a dataset folder: sensitive or all."
+    ),
+    detector: str = typer.Option(
+        "auto", "--detector", help="auto (all installed), or yunet, centerface, dlib (comma list)."
+    ),
+    models: str = typer.Option("auto", "--models", help="auto, or sface, dlib (comma list)."),
+    inversion_steps: int = typer.Option(
+        400, "--inversion-steps", help="Iterations of the inversion attack (0 = no attack)."
+    ),
+) -> None:
+    """Privacy audit (paper Tables 2 and 4): face detection and verification on originals,
+    protected maps, an inversion attack and renders; perceptual similarity across identities.
+
+    Needs pip install 'privhead[audit]'. Runs offline.
+    """
+    import time
+
+    import privhead.privacy.audit as audit_lib
+    from privhead.privacy.detect import load_detectors
+    from privhead.privacy.inversion import InversionConfig
+    from privhead.privacy.recognition import load_recognizers
+
+    start = time.perf_counter()
+    try:
+        if inversion_steps < 0:
+            raise PrivheadError(f"--inversion-steps must be >= 0, got {inversion_steps}.")
+        detectors = load_detectors(detector)
+        if not detectors:
+            raise PrivheadError(
+                "The audit needs at least one face detector: pip install 'privhead[audit]'."
+            )
+        recognizers = load_recognizers(models)
+        subject = originals.resolve().name
+        originals_set = audit_lib.read_image_set(originals, subject, "originals", views)
+        derived = {}
+        for kind, path in (
+            (audit_lib.PROTECTED, protected),
+            (audit_lib.RENDERS, renders),
+            (audit_lib.MESH_RENDERS, mesh_renders),
+            (audit_lib.BASELINE_RENDERS, baseline_renders),
+        ):
+            if path is not None:
+                derived[kind] = audit_lib.read_image_set(path, subject, kind, views)
+        impostors = [
+            audit_lib.read_image_set(path, f"impostor {k}: {path}", "originals", views)
+            for k, path in enumerate(impostor)
+        ]
+        if lfw_impostors:
+            impostors.append(audit_lib.lfw_impostors(lfw_impostors))
+        result = audit_lib.run_audit(
+            originals_set,
+            derived,
+            impostors,
+            detectors,
+            recognizers,
+            inversion=InversionConfig(steps=inversion_steps) if inversion_steps else None,
+            progress=lambda line: typer.echo(f"audit: {line}", err=True),
+        )
+        paths = audit_lib.write_report(result, out)
+    except PrivheadError as exc:
+        _fail(str(exc))
+    for entry in result.kinds.values():
+        rates = ", ".join(
+            f"{model} {100 * v['verified']:.0f}% (AUC {v['auc']:.2f})"
+            for model, v in entry["verification"].items()
+        )
+        typer.echo(f"{entry['label']}: face found {100 * entry['detection']['any']:.0f}%; {rates}")
+    typer.echo(
+        f"audited {len(result.kinds)} kinds of images in {time.perf_counter() - start:.0f} s; "
+        f"wrote {paths['report']}, {paths['json']}, {paths['grid']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -217,16 +217,18 @@ def reconstruct(
     )
 
     meshes: dict[str, Path] = {}
+    mesh_times: dict[str, float] = {}
 
     def on_stage_end(name: str, field_: HeadField) -> None:
         if stage_meshes:
+            tic = time.perf_counter()
             mesh = mesh_from_field(
                 field_, views.scale_mat, cfg.mesh_resolution, cfg.keep_largest_component,
                 torch_device, progress,
             )
             meshes[name] = out_dir / f"mesh_{name}.ply"
             mesh.export(meshes[name])
-            field_.geometry.active_levels.fill_(field_.geometry.num_levels)
+            mesh_times[name] = time.perf_counter() - tic
 
     trainer = Trainer(cfg, views, out_dir, torch_device, progress=progress)
     stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end)
@@ -237,6 +239,7 @@ def reconstruct(
     mesh_path = out_dir / "mesh.ply"
     if final in meshes:
         trimesh.load(meshes[final]).export(mesh_path)
+        mesh_start -= mesh_times[final]  # the final mesh was extracted at the end of its stage
     else:
         mesh = mesh_from_field(
             field_, views.scale_mat, cfg.mesh_resolution, cfg.keep_largest_component,

@@ -77,7 +77,7 @@ def test_color_network_is_bounded_by_the_product_of_layer_bounds():
     b = net(*[t + d for t, d in zip(inputs, deltas)])
     dist_in = torch.cat(deltas, dim=-1).abs().amax(dim=-1)
     dist_out = (a - b).abs().amax(dim=-1)
-    # sigmoid is 1/4-Lipschitz and softplus 1-Lipschitz.
+    # sigmoid is 1/4-Lipschitz and ReLU 1-Lipschitz.
     assert torch.all(dist_out <= 0.25 * net.lipschitz_bound() * dist_in + 1e-6)
 
 

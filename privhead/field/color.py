@@ -58,7 +58,7 @@ def fourier_encode(points: torch.Tensor, octaves: int) -> torch.Tensor:
 
 
 class ColorNetwork(nn.Module):
-    """Radiance c(x, n, v, z) in [0, 1]^3 from Lipschitz layers (softplus activations, 1-Lipschitz).
+    """Radiance c(x, n, v, z) in [0, 1]^3 from Lipschitz layers (ReLU activations, 1-Lipschitz).
 
     Args:
         cfg: field config (Fourier octaves, width, depth, initial bound).
@@ -95,7 +95,7 @@ class ColorNetwork(nn.Module):
         """
         h = torch.cat([fourier_encode(points, self.octaves), normals, view_dirs, features], -1)
         for layer in self.layers[:-1]:
-            h = F.softplus(layer(h), beta=10.0)
+            h = F.relu(layer(h))
         return torch.sigmoid(self.layers[-1](h))
 
     def lipschitz_bound(self) -> torch.Tensor:

@@ -225,7 +225,8 @@ def roc_auc(genuine: Sequence[float], impostor: Sequence[float]) -> float:
     ranks = np.empty(len(values), dtype=np.float64)
     sorted_values = values[order]
     # Average ranks over ties.
-    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    # Compare, not subtract: inf - inf is NaN, and failed pairs (inf) must tie with each other.
+    boundaries = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [len(values)]])
     for start, end in zip(starts, ends, strict=True):

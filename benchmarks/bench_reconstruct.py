@@ -46,9 +46,21 @@ def field_throughput(device: str = "cpu", samples: int = 65536, repeats: int = 5
 
 
 def run_single(
-    head: Path, mode: str, preset: str, out: Path, device: str, extra: list[str]
+    head: Path,
+    mode: str,
+    preset: str,
+    out: Path,
+    device: str,
+    extra: list[str],
+    neutral_count: int | None = None,
+    operator_resolution: int | None = None,
 ) -> dict:
-    """One run in this process; returns timings, peak memory and face Chamfer per stage."""
+    """One run in this process; returns timings, peak memory and face Chamfer per stage.
+
+    ``neutral_count`` keeps every sensitive view but only the first ``neutral_count`` neutral
+    views of views.json (paper Fig. 5); ``operator_resolution`` is the protected maps' working
+    resolution (default the operator's, 64). Both only affect the privacy-bundle modes.
+    """
     import dataclasses
 
     from privhead.config import get_preset
@@ -71,8 +83,19 @@ def run_single(
     protect_seconds = 0.0
     if mode != "full-rgb":
         dataset = load_dataset(head)
+        if neutral_count is not None:
+            views = dataset.views or {}
+            if "neutral_indices" not in views or "sensitive_indices" not in views:
+                raise SystemExit(f"{head}: views.json lists no neutral / sensitive indices.")
+            kept_neutral = views["neutral_indices"][:neutral_count]
+            dataset = dataset.subset(sorted(views["sensitive_indices"] + kept_neutral))
+        operator = (
+            OperatorConfig()
+            if operator_resolution is None
+            else OperatorConfig(resolution=operator_resolution)
+        )
         source = write_bundle(
-            dataset, classify_dataset(dataset), OperatorConfig(), out / "bundle", overwrite=True
+            dataset, classify_dataset(dataset), operator, out / "bundle", overwrite=True
         )
         protect_seconds = time.perf_counter() - start
     result = reconstruct(
@@ -162,7 +185,8 @@ def main() -> None:
         json.dumps({"records": records, "field_samples_per_s": throughput}, indent=2)
     )
     print(
-        f"\nfield throughput (forward + backward, eikonal, {args.device}): {throughput:,.0f} samples/s"
+        f"\nfield throughput (forward + backward, eikonal, {args.device}): "
+        f"{throughput:,.0f} samples/s"
     )
     print(
         "\n| head | mode | stage | face CD (units) | stage s | final mesh s | pipeline s "

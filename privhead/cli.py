@@ -337,17 +337,25 @@ def _resolve_config(
 @app.command()
 @_user_errors
 def reconstruct(
-    source: Path = typer.Argument(..., help="Privacy bundle (or the original dataset for --full-rgb)."),
-    out: Path = typer.Argument(..., help="Output folder: mesh.ply, renders.png, config.json, checkpoints/."),
+    source: Path = typer.Argument(
+        ..., help="Privacy bundle (or the original dataset for --full-rgb)."
+    ),
+    out: Path = typer.Argument(
+        ..., help="Output folder: mesh.ply, renders.png, config.json, checkpoints/."
+    ),
     preset: str = typer.Option("default", help="tiny | fast | default | paper."),
     mode: str = typer.Option(
         "two-stage", help="two-stage | gradient-only | joint (ablations); see also --full-rgb."
     ),
     full_rgb: bool = typer.Option(
-        False, "--full-rgb", help="VolSDF baseline: one stage on ALL views as RGB (needs the dataset)."
+        False,
+        "--full-rgb",
+        help="VolSDF baseline: one stage on ALL views as RGB (needs the dataset).",
     ),
     no_lipschitz: bool = typer.Option(False, help="Ablation: stage 2 without the Lipschitz term."),
-    stage2_rgb: bool = typer.Option(False, help="Stage 2 keeps the neutral RGB loss (not in the paper)."),
+    stage2_rgb: bool = typer.Option(
+        False, help="Stage 2 keeps the neutral RGB loss (not in the paper)."
+    ),
     mesh_resolution: int = typer.Option(None, help="Marching-cubes resolution (preset default)."),
     stage_meshes: bool = typer.Option(False, help="Also write a mesh after every stage."),
     device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:1 ..."),
@@ -361,7 +369,15 @@ def reconstruct(
     cfg = _resolve_config(
         preset, "full-rgb" if full_rgb else mode, no_lipschitz, stage2_rgb, mesh_resolution, seed
     )
-    result = run(source, out, cfg, device=device, resume=resume, progress=not quiet, stage_meshes=stage_meshes)
+    result = run(
+        source,
+        out,
+        cfg,
+        device=device,
+        resume=resume,
+        progress=not quiet,
+        stage_meshes=stage_meshes,
+    )
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
     typer.echo(
         f"done in {result.total_seconds:.0f} s ({stages}, mesh {result.mesh_seconds:.0f} s): "
@@ -372,10 +388,14 @@ def reconstruct(
 @app.command()
 @_user_errors
 def extract(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by reconstruct (checkpoints/*.pt)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="A checkpoint written by reconstruct (checkpoints/*.pt)."
+    ),
     out: Path = typer.Argument(..., help="Output mesh (.ply)."),
     resolution: int = typer.Option(512, help="Marching-cubes samples per axis."),
-    keep_all: bool = typer.Option(False, help="Keep every connected component, not only the largest."),
+    keep_all: bool = typer.Option(
+        False, help="Keep every connected component, not only the largest."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
 ) -> None:
     """Extract a mesh (dataset world units) from a checkpoint."""
@@ -405,10 +425,12 @@ def demo(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Built-in synthetic head -> protect -> reconstruct -> mesh, scored against its ground truth."""
+    """Built-in synthetic head -> protect -> reconstruct -> mesh, scored against its GT."""
     from privhead.demo import run_demo
 
-    summary = run_demo(out, preset=preset, seed=seed, device=device, progress=not quiet, log=typer.echo)
+    summary = run_demo(
+        out, preset=preset, seed=seed, device=device, progress=not quiet, log=typer.echo
+    )
     typer.echo(summary)
 
 

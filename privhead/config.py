@@ -79,8 +79,10 @@ class StageConfig:
     """Patches of protected views per step."""
     patch_size: int = 24
     """Side of a rendered patch in protected-map pixels (the operator margin is added)."""
+    patch_supersample: int = 1
+    """Rays per patch pixel along each axis (box-averaged, matching the area-filtered maps)."""
     lr: float = 0.01
-    """Adam learning rate of the SDF grids."""
+    """Adam learning rate of the SDF grids (of the coarsest level; finer levels scale down)."""
     color_lr: float = 0.003
     """Adam learning rate of the colour network."""
     lr_final_fraction: float = 0.1

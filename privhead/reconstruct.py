@@ -155,8 +155,12 @@ def render_field_images(
             torch.as_tensor(cams.K[i]), torch.as_tensor(cams.c2w[i]), cams.height, cams.width
         )
         out = render_image(
-            o.float().to(device), d.float().to(device), field_.query, field_.sdf,
-            field_.beta(), cfg.render,
+            o.float().to(device),
+            d.float().to(device),
+            field_.query,
+            field_.sdf,
+            field_.beta(),
+            cfg.render,
         )
         images.append(out["rgb"].reshape(cams.height, cams.width, 3).clamp(0, 1).cpu().numpy())
     return np.stack(images)
@@ -198,7 +202,8 @@ def reconstruct(
     else:
         if not is_bundle(source):
             raise PrivheadError(
-                f"{source} is not a privacy bundle (no manifest.json): run `privhead protect` first."
+                f"{source} is not a privacy bundle (no manifest.json): "
+                "run `privhead protect` first."
             )
         bundle = read_bundle(source)
         views = views_from_bundle(bundle, cfg, torch_device)
@@ -223,8 +228,12 @@ def reconstruct(
         if stage_meshes:
             tic = time.perf_counter()
             mesh = mesh_from_field(
-                field_, views.scale_mat, cfg.mesh_resolution, cfg.keep_largest_component,
-                torch_device, progress,
+                field_,
+                views.scale_mat,
+                cfg.mesh_resolution,
+                cfg.keep_largest_component,
+                torch_device,
+                progress,
             )
             meshes[name] = out_dir / f"mesh_{name}.ply"
             mesh.export(meshes[name])
@@ -242,12 +251,18 @@ def reconstruct(
         mesh_start -= mesh_times[final]  # the final mesh was extracted at the end of its stage
     else:
         mesh = mesh_from_field(
-            field_, views.scale_mat, cfg.mesh_resolution, cfg.keep_largest_component,
-            torch_device, progress,
+            field_,
+            views.scale_mat,
+            cfg.mesh_resolution,
+            cfg.keep_largest_component,
+            torch_device,
+            progress,
         )
         mesh.export(mesh_path)
     mesh_seconds = time.perf_counter() - mesh_start
-    renders = render_mesh_previews(trimesh.load(mesh_path), views.scale_mat, out_dir / "renders.png")
+    renders = render_mesh_previews(
+        trimesh.load(mesh_path), views.scale_mat, out_dir / "renders.png"
+    )
     if protected_cameras is not None and len(protected_cameras):
         # Colour renders at the protected views' poses: what the privacy audit examines.
         rgb_dir = out_dir / "renders_rgb"

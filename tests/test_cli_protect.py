@@ -198,7 +198,8 @@ def test_shared_head(tmp_path):
     if not head.is_dir():
         pytest.skip(f"shared data not found at {head}")
     out = tmp_path / "b_ict"
-    result = run(head, out)
+    # The views.json split alone (face detectors, when installed, may protect more views).
+    result = run(head, out, "--detector", "none")
     assert result.exit_code == 0, result.output
     bundle = read_bundle(out)
     assert len(bundle.neutral_indices) == 10 and len(bundle.protected_indices) == 20

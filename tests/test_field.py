@@ -71,7 +71,12 @@ def test_color_network_is_bounded_by_the_product_of_layer_bounds():
     for layer in net.layers:
         with torch.no_grad():
             layer.linear.weight.mul_(10)
-    inputs = [torch.randn(2000, 3), torch.randn(2000, 3), torch.randn(2000, 3), torch.randn(2000, 2)]
+    inputs = [
+        torch.randn(2000, 3),
+        torch.randn(2000, 3),
+        torch.randn(2000, 3),
+        torch.randn(2000, 2),
+    ]
     deltas = [torch.randn_like(t) * 0.1 for t in inputs]
     a = net(*inputs)
     b = net(*[t + d for t, d in zip(inputs, deltas)])

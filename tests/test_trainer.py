@@ -41,7 +41,13 @@ def _tiny_views():
     op = OperatorConfig(resolution=16)
     maps = apply_operator(torch.as_tensor(images[2:]).permute(0, 3, 1, 2), op)[:, 0].numpy()
     return make_training_views(
-        images[:2], masks[:2], cams.subset([0, 1]), maps, cams.subset([2, 3]), op, np.eye(4),
+        images[:2],
+        masks[:2],
+        cams.subset([0, 1]),
+        maps,
+        cams.subset([2, 3]),
+        op,
+        np.eye(4),
         torch.device("cpu"),
     )
 

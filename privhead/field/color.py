@@ -71,10 +71,7 @@ class ColorNetwork(nn.Module):
         in_dim = 3 + 6 * cfg.color_frequencies + 3 + 3 + feature_dim
         dims = [in_dim] + [cfg.color_width] * cfg.color_layers + [3]
         self.layers = nn.ModuleList(
-            [
-                LipschitzLinear(a, b, cfg.color_lipschitz_init)
-                for a, b in zip(dims[:-1], dims[1:])
-            ]
+            [LipschitzLinear(a, b, cfg.color_lipschitz_init) for a, b in zip(dims[:-1], dims[1:])]
         )
 
     def forward(

@@ -65,7 +65,9 @@ def trilinear_with_gradient(
     return values, gradient
 
 
-def grid_laplacian_energy(grid: torch.Tensor, bound: float, crop: int | None = None) -> torch.Tensor:
+def grid_laplacian_energy(
+    grid: torch.Tensor, bound: float, crop: int | None = None
+) -> torch.Tensor:
     """Mean squared discrete Laplacian of a [R, R, R] grid, in world units (1 / length).
 
     Used as a smoothness prior on the SDF grids (penalises curvature, not slope). Expressed in

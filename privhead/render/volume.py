@@ -71,9 +71,7 @@ def composite(
     return {"rgb": rgb, "opacity": opacity, "depth": depth, "weights": weights}
 
 
-def sample_pdf(
-    bins: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool
-) -> torch.Tensor:
+def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool) -> torch.Tensor:
     """Inverse-transform sampling of piecewise-constant densities.
 
     Args:

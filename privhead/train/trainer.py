@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from privhead.config import ReconstructionConfig, StageConfig, config_to_dict
@@ -128,7 +129,11 @@ class Trainer:
         # levels shape the head quickly, fine levels only add detail (no speckle noise).
         coarsest = self.cfg.field.grid_resolutions[0]
         groups = [
-            {"params": [grid], "lr": stage.lr * coarsest / res, "base_lr": stage.lr * coarsest / res}
+            {
+                "params": [grid],
+                "lr": stage.lr * coarsest / res,
+                "base_lr": stage.lr * coarsest / res,
+            }
             for grid, res in zip(self.field.geometry.grids, self.cfg.field.grid_resolutions)
         ]
         groups += [
@@ -184,10 +189,14 @@ class Trainer:
         view_idx = torch.randint(views.num_protected, (b,))
         tops = torch.randint(m, height - m - size + 1, (b,))
         lefts = torch.randint(m, width - m - size + 1, (b,))
-        offsets = torch.arange(n, device=self.device, dtype=torch.float32)
-        rows = (tops.to(self.device)[:, None, None] - m + offsets[None, :, None]).expand(b, n, n)
-        cols = (lefts.to(self.device)[:, None, None] - m + offsets[None, None, :]).expand(b, n, n)
-        vi = view_idx.to(self.device)[:, None, None].expand(b, n, n).reshape(-1)
+        ss = stage.patch_supersample
+        # Sub-pixel ray positions: ss x ss rays per pixel, box-averaged below, like the area
+        # filter that made the protected maps from the full-resolution photos.
+        sub = (torch.arange(n * ss, device=self.device, dtype=torch.float32) + 0.5) / ss - 0.5
+        ns = n * ss
+        rows = (tops.to(self.device)[:, None, None] - m + sub[None, :, None]).expand(b, ns, ns)
+        cols = (lefts.to(self.device)[:, None, None] - m + sub[None, None, :]).expand(b, ns, ns)
+        vi = view_idx.to(self.device)[:, None, None].expand(b, ns, ns).reshape(-1)
         origins, directions = pixel_rays(
             views.protected_K[vi], views.protected_c2w[vi], rows.reshape(-1), cols.reshape(-1)
         )
@@ -200,7 +209,9 @@ class Trainer:
             self.cfg.render,
             jitter=True,
         )
-        patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
+        patches = out["rgb"].reshape(b, ns, ns, 3).permute(0, 3, 1, 2)
+        if ss > 1:
+            patches = F.avg_pool2d(patches, ss)
         targets = torch.stack(
             [
                 maps[v, t : t + size, l_ : l_ + size]
@@ -258,9 +269,7 @@ class Trainer:
                 "stage_seconds": self.stage_seconds,
                 "rng": torch.get_rng_state(),
                 "scale_mat": self.views.scale_mat.tolist(),
-                "operator": None
-                if self.views.operator is None
-                else self.views.operator.to_dict(),
+                "operator": None if self.views.operator is None else self.views.operator.to_dict(),
             },
             path,
         )

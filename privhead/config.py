@@ -74,13 +74,13 @@ class StageConfig:
     smooth_weight: float = 1e-6
     """Weight of the discrete-Laplacian smoothness prior on the SDF grids."""
     rays_per_step: int = 2048
-    """Rays of RGB views per step."""
+    """Rays of RGB views per step (pixels per step = rays_per_step / supersample^2)."""
     patches_per_step: int = 4
     """Patches of protected views per step."""
     patch_size: int = 24
     """Side of a rendered patch in protected-map pixels (the operator margin is added)."""
-    patch_supersample: int = 1
-    """Rays per patch pixel along each axis (box-averaged, matching the area-filtered maps)."""
+    supersample: int = 2
+    """Rays per pixel along each axis, box-averaged like the area-filtered images and maps."""
     lr: float = 0.01
     """Adam learning rate of the SDF grids (of the coarsest level; finer levels scale down)."""
     color_lr: float = 0.003

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from privhead.data.cameras import Cameras, image_rays, normalize_cameras
+from privhead.data.cameras import Cameras, normalize_cameras
 from privhead.errors import PrivheadError
 from privhead.privacy.operators import OperatorConfig
 
@@ -20,7 +20,8 @@ class TrainingViews:
         rgb_images: [Nr, H, W, 3] RGB views in [0, 1] (neutral views, or all views for the
             full-RGB baseline); Nr may be 0.
         rgb_masks: [Nr, H, W] float {0, 1} foreground masks, or None.
-        rgb_origins, rgb_directions: [Nr * H * W, 3] one ray per RGB pixel (row-major per view).
+        rgb_K: [Nr, 3, 3] intrinsics of the RGB views.
+        rgb_c2w: [Nr, 4, 4] camera-to-world of the RGB views (normalised frame).
         protected_maps: [Np, h, w] protected gradient-modulus maps; Np may be 0.
         protected_K: [Np, 3, 3] intrinsics at the maps' resolution.
         protected_c2w: [Np, 4, 4] camera-to-world (normalised frame).
@@ -30,8 +31,8 @@ class TrainingViews:
 
     rgb_images: torch.Tensor
     rgb_masks: torch.Tensor | None
-    rgb_origins: torch.Tensor
-    rgb_directions: torch.Tensor
+    rgb_K: torch.Tensor
+    rgb_c2w: torch.Tensor
     protected_maps: torch.Tensor
     protected_K: torch.Tensor
     protected_c2w: torch.Tensor
@@ -57,7 +58,7 @@ def make_training_views(
     scale_mat: np.ndarray,
     device: torch.device,
 ) -> TrainingViews:
-    """Normalise cameras, precompute RGB rays and move everything to ``device``.
+    """Normalise cameras and move everything to ``device``.
 
     Args:
         rgb_images: [Nr, H, W, 3] float in [0, 1] (Nr may be 0).
@@ -70,18 +71,11 @@ def make_training_views(
         device: torch device.
     """
     f32 = dict(dtype=torch.float32, device=device)
-    origins, directions = [], []
     if len(rgb_images):
         cams = normalize_cameras(rgb_cameras, scale_mat)
-        for i in range(len(cams)):
-            o, d = image_rays(
-                torch.as_tensor(cams.K[i], dtype=torch.float64),
-                torch.as_tensor(cams.c2w[i], dtype=torch.float64),
-                cams.height,
-                cams.width,
-            )
-            origins.append(o)
-            directions.append(d)
+        rK, rc2w = cams.K, cams.c2w
+    else:
+        rK, rc2w = np.zeros((0, 3, 3)), np.zeros((0, 4, 4))
     if len(protected_maps):
         if operator is None or protected_cameras is None:
             raise PrivheadError("Protected maps need their operator and cameras.")
@@ -89,14 +83,13 @@ def make_training_views(
         pK, pc2w = pcams.K, pcams.c2w
     else:
         pK, pc2w = np.zeros((0, 3, 3)), np.zeros((0, 4, 4))
-    empty = torch.zeros(0, 3)
     return TrainingViews(
         rgb_images=torch.as_tensor(np.asarray(rgb_images, dtype=np.float32)).to(device),
         rgb_masks=None
         if rgb_masks is None or not len(rgb_images)
         else torch.as_tensor(np.asarray(rgb_masks, dtype=np.float32)).to(device),
-        rgb_origins=(torch.cat(origins) if origins else empty).to(**f32),
-        rgb_directions=(torch.cat(directions) if directions else empty).to(**f32),
+        rgb_K=torch.as_tensor(rK).to(**f32),
+        rgb_c2w=torch.as_tensor(rc2w).to(**f32),
         protected_maps=torch.as_tensor(np.asarray(protected_maps, dtype=np.float32)).to(device),
         protected_K=torch.as_tensor(pK).to(**f32),
         protected_c2w=torch.as_tensor(pc2w).to(**f32),

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from privhead.config import ReconstructionConfig, StageConfig, config_to_dict
@@ -159,24 +158,67 @@ class Trainer:
         self.field.geometry.active_levels.fill_(active)
 
     # ---------------------------------------------------------------- losses
-    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
-        views = self.views
-        idx = torch.randint(views.rgb_origins.shape[0], (stage.rays_per_step,), device=self.device)
+    def _render_pixels(
+        self,
+        K: torch.Tensor,
+        c2w: torch.Tensor,
+        view_idx: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        supersample: int,
+    ) -> tuple[dict, torch.Tensor]:
+        """Render pixels as the box average of ``supersample``^2 sub-pixel rays each.
+
+        The images and protected maps are area averages of the scene over each pixel, so the
+        renders are too (one ray per pixel centre systematically sharpens edges).
+
+        Args:
+            K, c2w: [N, 3, 3] / [N, 4, 4] cameras of the views.
+            view_idx, rows, cols: [P] pixel coordinates (integer = pixel centre).
+            supersample: sub-pixel rays per pixel along each axis.
+
+        Returns:
+            (dict with ``rgb`` [P, 3] and ``opacity`` [P], SDF gradients of every sample).
+        """
+        s = supersample
+        offsets = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) / s - 0.5
+        dr, dc = torch.meshgrid(offsets, offsets, indexing="ij")
+        sub_rows = (rows.float()[:, None] + dr.reshape(1, -1)).reshape(-1)
+        sub_cols = (cols.float()[:, None] + dc.reshape(1, -1)).reshape(-1)
+        vi = view_idx[:, None].expand(-1, s * s).reshape(-1)
+        origins, directions = pixel_rays(K[vi], c2w[vi], sub_rows, sub_cols)
         out = render_rays(
-            views.rgb_origins[idx],
-            views.rgb_directions[idx],
+            origins,
+            directions,
             self.field.query,
             self.field.sdf,
             self.field.beta(),
             self.cfg.render,
             jitter=True,
         )
+        pixels = {
+            "rgb": out["rgb"].reshape(-1, s * s, 3).mean(dim=1),
+            "opacity": out["opacity"].reshape(-1, s * s).mean(dim=1),
+        }
+        return pixels, out["sdf_gradient"]
+
+    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
+        views = self.views
+        n_views, height, width = views.rgb_images.shape[:3]
+        n_pixels = max(stage.rays_per_step // stage.supersample**2, 1)
+        flat = torch.randint(n_views * height * width, (n_pixels,), device=self.device)
+        view_idx = flat // (height * width)
+        rows = (flat % (height * width)) // width
+        cols = flat % width
+        out, gradients = self._render_pixels(
+            views.rgb_K, views.rgb_c2w, view_idx, rows, cols, stage.supersample
+        )
         terms = {}
         if stage.rgb_weight > 0:
-            terms["rgb"] = rgb_loss(out["rgb"], views.rgb_images.reshape(-1, 3)[idx])
+            terms["rgb"] = rgb_loss(out["rgb"], views.rgb_images.reshape(-1, 3)[flat])
         if stage.mask_weight > 0 and views.rgb_masks is not None:
-            terms["mask"] = mask_loss(out["opacity"], views.rgb_masks.reshape(-1)[idx])
-        return terms, out["sdf_gradient"]
+            terms["mask"] = mask_loss(out["opacity"], views.rgb_masks.reshape(-1)[flat])
+        return terms, gradients
 
     def _patch_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
         views = self.views
@@ -189,36 +231,26 @@ class Trainer:
         view_idx = torch.randint(views.num_protected, (b,))
         tops = torch.randint(m, height - m - size + 1, (b,))
         lefts = torch.randint(m, width - m - size + 1, (b,))
-        ss = stage.patch_supersample
-        # Sub-pixel ray positions: ss x ss rays per pixel, box-averaged below, like the area
-        # filter that made the protected maps from the full-resolution photos.
-        sub = (torch.arange(n * ss, device=self.device, dtype=torch.float32) + 0.5) / ss - 0.5
-        ns = n * ss
-        rows = (tops.to(self.device)[:, None, None] - m + sub[None, :, None]).expand(b, ns, ns)
-        cols = (lefts.to(self.device)[:, None, None] - m + sub[None, None, :]).expand(b, ns, ns)
-        vi = view_idx.to(self.device)[:, None, None].expand(b, ns, ns).reshape(-1)
-        origins, directions = pixel_rays(
-            views.protected_K[vi], views.protected_c2w[vi], rows.reshape(-1), cols.reshape(-1)
+        offsets = torch.arange(n)
+        rows = (tops[:, None, None] - m + offsets[None, :, None]).expand(b, n, n).reshape(-1)
+        cols = (lefts[:, None, None] - m + offsets[None, None, :]).expand(b, n, n).reshape(-1)
+        vi = view_idx[:, None, None].expand(b, n, n).reshape(-1)
+        out, gradients = self._render_pixels(
+            views.protected_K,
+            views.protected_c2w,
+            vi.to(self.device),
+            rows.to(self.device),
+            cols.to(self.device),
+            stage.supersample,
         )
-        out = render_rays(
-            origins,
-            directions,
-            self.field.query,
-            self.field.sdf,
-            self.field.beta(),
-            self.cfg.render,
-            jitter=True,
-        )
-        patches = out["rgb"].reshape(b, ns, ns, 3).permute(0, 3, 1, 2)
-        if ss > 1:
-            patches = F.avg_pool2d(patches, ss)
+        patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
         targets = torch.stack(
             [
                 maps[v, t : t + size, l_ : l_ + size]
                 for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
             ]
         )[:, None]
-        return {"grad": gradient_loss(patches, targets, self.operator_fn)}, out["sdf_gradient"]
+        return {"grad": gradient_loss(patches, targets, self.operator_fn)}, gradients
 
     def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}

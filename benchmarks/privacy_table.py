@@ -151,7 +151,6 @@ def pooled_detection(results: list[dict], detectors: list[str]) -> str:
 
 def pooled_perceptual(results: list[dict]) -> str:
     pooled = {"protected": {}, "rgb": {}}
-    n_pairs = 0
     for side in pooled:
         for metric in ("st_lpips", "ssim", "psnr"):
             values = []

@@ -516,7 +516,7 @@ def ablation_losses_section(entries, records) -> tuple[str, str]:
 def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tuple[str, str]:
     heads = list(dict.fromkeys(name for name, _ in entries))
     lines = [
-        "| head | stage 1 (same in both runs) | stage 2 with L_lip | stage 2 without L_lip "
+        "| head | stage 1 (with / without) | stage 2 with L_lip | stage 2 without L_lip "
         "| change | run s (with / without) |",
         "|---|---|---|---|---|---|",
     ]
@@ -524,8 +524,10 @@ def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tup
     for name in heads:
         with_lip = records.get(entries[(name, "with")].key)
         without = records.get(entries[(name, "without")].key)
-        s1 = [chamfer(with_lip, "stage1"), chamfer(without, "stage1")]
-        stage1 = " / ".join(format_chamfer(v) for v in s1 if v) or "—"
+        s1 = [v for v in (chamfer(with_lip, "stage1"), chamfer(without, "stage1")) if v]
+        if len(s1) == 2 and s1[0].units == s1[1].units:  # stage 1 is the same configuration
+            s1 = s1[:1]
+        stage1 = " / ".join(format_chamfer(v) for v in s1) or "—"
         a, b = chamfer(with_lip, "stage2"), chamfer(without, "stage2")
         if a and b:
             changes[name] = b.units / a.units - 1
@@ -535,7 +537,7 @@ def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tup
         )
     paper_changes = [without / with_ - 1 for with_, without in PAPER_FIG4]
     for (with_, without), change in zip(PAPER_FIG4, paper_changes, strict=True):
-        lines.append(f"| paper | | {with_} | {without} | {change * 100:+.0f} % | |")
+        lines.append(f"| paper | | {with_:.2f} | {without:.2f} | {change * 100:+.0f} % | |")
     table = "\n".join(lines) + (
         f"\n\nWith L_lip: stage 2 weight lambda_3 = {lipschitz_weight:g} (this preset); without: "
         "lambda_3 = 0 (`stage2.lipschitz_weight=0`), everything else equal."
@@ -706,8 +708,8 @@ def make_table1_figure(
         views = figure_views(dataset.views or {})
         meshes = {}
         for label, mode, stage in columns:
-            record = records.get(entries[(name, mode)].key)
             key = entries[(name, mode)].key
+            record = records.get(key)
             path = None if record is None else runs_dir / key / record["stage_meshes"][stage]
             meshes[label] = (load_mesh(path) if path and path.is_file() else None, record, stage)
         meshes["GT mesh"] = (load_mesh(head / "gt_mesh.ply"), None, None)

@@ -82,7 +82,7 @@ def protect(
         "auto",
         "--detector",
         help="Face detectors that protect any view showing a face: auto (all installed), none, "
-        "or yunet, centerface, dlib (comma-separated). Needs pip install 'privhead[audit]'.",
+        "or yunet, centerface, dlib (comma-separated); they come with the 'audit' extra.",
     ),
     allow_rgb_despite_face: str | None = typer.Option(
         None,
@@ -477,7 +477,7 @@ def audit(
     """Privacy audit (paper Tables 2 and 4): face detection and verification on originals,
     protected maps, an inversion attack and renders; perceptual similarity across identities.
 
-    Needs pip install 'privhead[audit]'. Runs offline.
+    Needs the optional "audit" extra of privhead. Runs offline.
     """
     import time
 
@@ -496,7 +496,7 @@ def audit(
                 "The audit needs at least one face detector: pip install 'privhead[audit]'."
             )
         recognizers = load_recognizers(models)
-        subject = originals.resolve().name
+        subject = str(originals)
         originals_set = audit_lib.read_image_set(originals, subject, "originals", views)
         derived = {}
         for kind, path in (

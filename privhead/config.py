@@ -71,13 +71,13 @@ class StageConfig:
     """lambda_4: L1 loss between sigma(render) and the protected maps (Eq. 5)."""
     mask_weight: float = 0.1
     """Binary cross-entropy of the rendered opacity against the masks of RGB views."""
-    smooth_weight: float = 1e-6
+    smooth_weight: float = 1e-5
     """Weight of the discrete-Laplacian smoothness prior on the SDF grids."""
     rays_per_step: int = 2048
     """Rays of RGB views per step (pixels per step = rays_per_step / supersample^2)."""
-    patches_per_step: int = 4
+    patches_per_step: int = 3
     """Patches of protected views per step."""
-    patch_size: int = 24
+    patch_size: int = 16
     """Side of a rendered patch in protected-map pixels (the operator margin is added)."""
     supersample: int = 2
     """Rays per pixel along each axis, box-averaged like the area-filtered images and maps."""
@@ -108,7 +108,6 @@ class ReconstructionConfig:
             gradient_weight=1.0,
             lipschitz_weight=1e-4,
             mask_weight=0.0,
-            lr=0.005,
         )
     )
     mesh_resolution: int = 512

@@ -155,6 +155,7 @@ def test_yunet_classifies_lfw_faces_and_non_faces():
     assert false_alarms <= 0.05, false_alarms
 
 
+@pytest.mark.slow  # ~10 s: CenterFace at 480x480 on 100 images
 def test_all_installed_detectors_together_rarely_fire_on_lfw_non_faces():
     from skimage.data import lfw_subset
 

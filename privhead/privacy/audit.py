@@ -109,6 +109,7 @@ class ImageSet:
         return len(self.images)
 
     def subset(self, names: Sequence[str]) -> ImageSet:
+        """The images named in ``names``, in that order (names not in the set are skipped)."""
         index = {n: i for i, n in enumerate(self.names)}
         keep = [index[n] for n in names if n in index]
         return ImageSet(
@@ -460,10 +461,21 @@ def run_audit(
         )
     if not len(originals):
         raise PrivheadError(f"No original images in {originals.source}.")
+    notes: list[str] = []
+    # Only images derived from the audited originals are paired with them (a bundle also holds
+    # the maps of views that a detector protected but that show no usable face).
+    kept = {}
+    for kind, image_set in derived.items():
+        if image_set is None:
+            continue
+        kept[kind] = image_set.subset(originals.names)
+        dropped = len(image_set) - len(kept[kind])
+        if dropped:
+            notes.append(f"{dropped} {kind} image(s) match no original's view name: left out.")
+    derived = kept
     protected = derived.get(PROTECTED)
     if operator_cfg is None:
         operator_cfg = (protected.operator if protected is not None else None) or OperatorConfig()
-    notes: list[str] = []
 
     image_sets: dict[str, ImageSet] = {ORIGINALS: originals}
     image_sets.update({k: v for k, v in derived.items() if v is not None and len(v)})

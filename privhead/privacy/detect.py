@@ -534,16 +534,3 @@ class FaceCheck:
                 decision = replace(decision, reason=REASON_OVERRIDE, detail=detail)
             out.append(decision)
         return out
-
-
-def box_area(box) -> float:
-    x0, y0, x1, y1 = box
-    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
-
-
-def square_box(box, scale: float = 1.0) -> tuple[float, float, float, float]:
-    """A square box with the same centre whose side is ``scale`` x the longer side."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0) * scale
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)

@@ -143,8 +143,8 @@ PRESETS: dict[str, ReconstructionConfig] = {
         preset="tiny",
         field=dataclasses.replace(FieldConfig(), grid_resolutions=(16, 32, 64)),
     ),
-    "fast": dataclasses.replace(_preset(500, 500, 256), preset="fast"),
-    "default": dataclasses.replace(_preset(1500, 1500, 512), preset="default"),
+    "fast": dataclasses.replace(_preset(400, 450, 256), preset="fast"),
+    "default": dataclasses.replace(_preset(1200, 1200, 512), preset="default"),
     "paper": dataclasses.replace(
         _preset(4000, 3000, 512, coarse_samples=128, fine_samples=32), preset="paper"
     ),

@@ -222,34 +222,10 @@ def reconstruct(
     )
 
     meshes: dict[str, Path] = {}
-    mesh_times: dict[str, float] = {}
+    mesh_seconds: dict[str, float] = {}
 
-    def on_stage_end(name: str, field_: HeadField) -> None:
-        if stage_meshes:
-            tic = time.perf_counter()
-            mesh = mesh_from_field(
-                field_,
-                views.scale_mat,
-                cfg.mesh_resolution,
-                cfg.keep_largest_component,
-                torch_device,
-                progress,
-            )
-            meshes[name] = out_dir / f"mesh_{name}.ply"
-            mesh.export(meshes[name])
-            mesh_times[name] = time.perf_counter() - tic
-
-    trainer = Trainer(cfg, views, out_dir, torch_device, progress=progress)
-    stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end)
-
-    mesh_start = time.perf_counter()
-    field_ = trainer.field.eval()
-    final = trainer.stages[-1].name
-    mesh_path = out_dir / "mesh.ply"
-    if final in meshes:
-        trimesh.load(meshes[final]).export(mesh_path)
-        mesh_start -= mesh_times[final]  # the final mesh was extracted at the end of its stage
-    else:
+    def write_mesh(field_: HeadField, path: Path) -> None:
+        tic = time.perf_counter()
         mesh = mesh_from_field(
             field_,
             views.scale_mat,
@@ -258,8 +234,27 @@ def reconstruct(
             torch_device,
             progress,
         )
-        mesh.export(mesh_path)
-    mesh_seconds = time.perf_counter() - mesh_start
+        mesh.export(path)
+        mesh_seconds[path.name] = time.perf_counter() - tic
+
+    def on_stage_end(name: str, field_: HeadField) -> None:
+        if stage_meshes:
+            meshes[name] = out_dir / f"mesh_{name}.ply"
+            write_mesh(field_, meshes[name])
+
+    trainer = Trainer(cfg, views, out_dir, torch_device, progress=progress)
+    stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end)
+
+    field_ = trainer.field.eval()
+    final = trainer.stages[-1].name
+    mesh_path = out_dir / "mesh.ply"
+    if final in meshes:
+        # The final mesh was already extracted at the end of its stage.
+        trimesh.load(meshes[final]).export(mesh_path)
+        final_mesh_seconds = mesh_seconds[meshes[final].name]
+    else:
+        write_mesh(field_, mesh_path)
+        final_mesh_seconds = mesh_seconds[mesh_path.name]
     renders = render_mesh_previews(
         trimesh.load(mesh_path), views.scale_mat, out_dir / "renders.png"
     )
@@ -277,7 +272,7 @@ def reconstruct(
         config=config_path,
         checkpoint=last,
         stage_seconds=stage_seconds,
-        mesh_seconds=mesh_seconds,
+        mesh_seconds=final_mesh_seconds,
         total_seconds=time.perf_counter() - start,
         stage_meshes=meshes,
     )

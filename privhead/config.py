@@ -120,7 +120,8 @@ class ReconstructionConfig:
 
 MODES = {
     "two-stage": "stage 1 on neutral RGB views, then stage 2 on protected gradient maps (paper)",
-    "full-rgb": "VolSDF baseline: one stage on ALL views as RGB (needs the original dataset)",
+    "full-rgb": "VolSDF baseline: one stage on ALL views as RGB (needs the original dataset), "
+    "with the steps of both stages",
     "gradient-only": "ablation: one stage with the gradient loss only, from the initial sphere",
     "joint": "ablation: one stage with neutral RGB and the gradient loss together",
 }

@@ -76,6 +76,7 @@ def test_modes_plan_the_right_stages():
     assert [s.name for s in plan_stages(cfg)] == ["stage1", "stage2"]
     full = plan_stages(dataclasses.replace(cfg, mode="full-rgb"))
     assert len(full) == 1 and full[0].gradient_weight == 0 and full[0].rgb_weight > 0
+    assert full[0].steps == cfg.stage1.steps + cfg.stage2.steps
     grad_only = plan_stages(dataclasses.replace(cfg, mode="gradient-only"))[0]
     assert grad_only.rgb_weight == 0 and grad_only.gradient_weight > 0
     assert grad_only.steps == cfg.stage1.steps + cfg.stage2.steps

@@ -35,9 +35,10 @@ def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
     s1, s2 = cfg.stage1, cfg.stage2
     if cfg.mode == "two-stage":
         return [s1, s2]
-    if cfg.mode == "full-rgb":
-        return [dataclasses.replace(s1, name="full-rgb")]
+    # Single-stage modes get the two stages' steps together: the same optimisation budget.
     steps = s1.steps + s2.steps
+    if cfg.mode == "full-rgb":
+        return [dataclasses.replace(s1, name="full-rgb", steps=steps)]
     if cfg.mode == "gradient-only":
         return [dataclasses.replace(s2, name="gradient-only", steps=steps, coarse_to_fine=True)]
     if cfg.mode == "joint":

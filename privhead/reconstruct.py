@@ -17,7 +17,13 @@ import trimesh
 
 from privhead.config import ReconstructionConfig, config_to_dict
 from privhead.data.bundle import PrivacyBundle, read_bundle
-from privhead.data.cameras import Cameras, denormalize_points, estimate_normalization
+from privhead.data.cameras import (
+    Cameras,
+    denormalize_points,
+    estimate_normalization,
+    image_rays,
+    normalize_cameras,
+)
 from privhead.data.formats import HeadDataset, load_dataset, write_image
 from privhead.errors import PrivheadError
 from privhead.field.model import HeadField
@@ -66,9 +72,7 @@ def _scale_mat_or_estimate(scale_mat, cameras: Cameras, masks) -> np.ndarray:
     return estimate_normalization(cameras, masks=masks)
 
 
-def views_from_bundle(
-    bundle: PrivacyBundle, cfg: ReconstructionConfig, device: torch.device
-) -> TrainingViews:
+def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingViews:
     """Training views of a privacy bundle: neutral RGB (+ masks) and protected maps."""
     if len(bundle.neutral_images):
         scale_mat = _scale_mat_or_estimate(
@@ -145,8 +149,6 @@ def render_field_images(
     Returns:
         [N, H, W, 3] float images in [0, 1].
     """
-    from privhead.data.cameras import image_rays, normalize_cameras
-
     device = next(field_.parameters()).device
     cams = normalize_cameras(cameras, scale_mat)
     images = []
@@ -206,7 +208,7 @@ def reconstruct(
                 "run `privhead protect` first."
             )
         bundle = read_bundle(source)
-        views = views_from_bundle(bundle, cfg, torch_device)
+        views = views_from_bundle(bundle, torch_device)
         protected_cameras = bundle.protected_cameras
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"

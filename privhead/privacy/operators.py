@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -233,3 +234,14 @@ def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
     width, height = cfg.working_size(images.shape[-1], images.shape[-2])
     working = downsample_area(images, (height, width))
     return gradient_modulus(working, cfg, padding="replicate")
+
+
+def protect_image(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray:
+    """sigma of one [H, W, 3] float RGB image in [0, 1] (numpy): the [h, w] float32 map.
+
+    The one numpy entry point used by the bundle writer and the audit, so both protect an
+    image exactly as ``apply_operator`` does.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    with torch.no_grad():
+        return apply_operator(tensor[None], cfg)[0, 0].numpy()

@@ -149,6 +149,48 @@ def compose_projection(K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Poses
+# --------------------------------------------------------------------------------------------
+
+
+def look_at_c2w(center, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """Camera-to-world matrix of a camera at ``center`` looking at ``target`` (OpenCV axes).
+
+    The camera's z axis (forward) points from ``center`` to ``target``, its x axis (right) is
+    ``forward x up`` normalised and its y axis (down) is ``forward x right``, so the image's up
+    direction (-y) is as close to ``up`` as possible. When ``forward`` is parallel to ``up`` any
+    right vector perpendicular to ``forward`` is used.
+
+    Args:
+        center: [3] camera centre, world coordinates.
+        target: [3] world point on the optical axis.
+        up: [3] world direction that should appear upwards in the image (need not be unit).
+
+    Returns:
+        [4, 4] float64 camera-to-world: columns right, down, forward (x, y, z), then ``center``.
+
+    Raises:
+        PrivheadError: when ``center`` equals ``target``.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - center
+    norm = np.linalg.norm(forward)
+    if norm == 0:
+        raise PrivheadError("The camera sits on its target: cannot define a viewing direction.")
+    forward /= norm
+    up = np.asarray(up, dtype=np.float64)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9:
+        # Looking along ``up``: any perpendicular right vector will do.
+        right = np.cross(forward, [1.0, 0.0, 0.0] if abs(forward[0]) < 0.9 else [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, center
+    return c2w
+
+
+# --------------------------------------------------------------------------------------------
 # Normalisation to the unit sphere
 # --------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
-from privhead.data.cameras import Cameras
+from privhead.data.cameras import Cameras, look_at_c2w
 from privhead.errors import PrivheadError
 
 CLAY = (0.78, 0.74, 0.69)
@@ -192,29 +192,6 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """[4, 4] OpenCV camera-to-world matrix of a camera at ``eye`` looking at ``target``.
-
-    The image's up direction (-y) is as close to ``up`` as possible.
-    """
-    eye = np.asarray(eye, dtype=np.float64)
-    forward = np.asarray(target, dtype=np.float64) - eye
-    norm = np.linalg.norm(forward)
-    if norm == 0:
-        raise PrivheadError("The camera sits on its target: cannot define a viewing direction.")
-    forward /= norm
-    up = np.asarray(up, dtype=np.float64)
-    right = np.cross(forward, up)
-    if np.linalg.norm(right) < 1e-9:
-        # Looking along ``up``: any perpendicular right vector will do.
-        right = np.cross(forward, [1.0, 0.0, 0.0] if abs(forward[0]) < 0.9 else [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
-    return c2w
-
-
 def orbit_cameras(
     n: int,
     radius: float,
@@ -267,7 +244,7 @@ def orbit_cameras(
             math.cos(elevation) * (math.cos(azimuth) * front + math.sin(azimuth) * side)
             + math.sin(elevation) * up_axis
         )
-        c2w.append(look_at(target + radius * direction, target, up_axis))
+        c2w.append(look_at_c2w(target + radius * direction, target, up_axis))
     return Cameras(np.repeat(K[None], n, axis=0), np.stack(c2w), width, height)
 
 

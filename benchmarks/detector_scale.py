@@ -21,7 +21,7 @@ from skimage.data import lfw_subset
 
 from privhead.data.formats import load_dataset
 from privhead.data.synthetic import write_synthetic_head
-from privhead.privacy.detect import DETECTOR_CLASSES, installed_detectors
+from privhead.privacy.faces import DETECTOR_CLASSES, installed_detectors
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))

@@ -36,6 +36,7 @@ from privhead.privacy.audit import (
     KIND_LABELS,
     PROTECTED,
     ImageSet,
+    InversionConfig,
     clean_for_json,
     detection_table,
     lfw_impostors,
@@ -46,10 +47,13 @@ from privhead.privacy.audit import (
     verification_table,
     write_report,
 )
-from privhead.privacy.detect import load_detectors
-from privhead.privacy.inversion import InversionConfig
+from privhead.privacy.faces import (
+    load_detectors,
+    load_recognizers,
+    roc_auc,
+    verification_rates,
+)
 from privhead.privacy.operators import OperatorConfig
-from privhead.privacy.recognition import load_recognizers, roc_auc, verification_rates
 from privhead.privacy.sensitivity import classify_dataset
 
 REPO = Path(__file__).resolve().parents[1]

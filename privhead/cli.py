@@ -97,9 +97,10 @@ def protect(
     """
     import time
 
+    from privhead._optional import INSTALL_HINT
     from privhead.data.bundle import write_bundle
     from privhead.data.formats import load_dataset
-    from privhead.privacy.detect import INSTALL_HINT, FaceCheck, load_detectors
+    from privhead.privacy.faces.detect import FaceCheck, load_detectors
     from privhead.privacy.operators import OperatorConfig
     from privhead.privacy.sensitivity import (
         REASON_POSE,
@@ -482,9 +483,8 @@ def audit(
     import time
 
     import privhead.privacy.audit as audit_lib
-    from privhead.privacy.detect import load_detectors
-    from privhead.privacy.inversion import InversionConfig
-    from privhead.privacy.recognition import load_recognizers
+    from privhead.privacy.audit import InversionConfig
+    from privhead.privacy.faces import load_detectors, load_recognizers
 
     start = time.perf_counter()
     try:

@@ -15,11 +15,15 @@ from typer.testing import CliRunner
 
 from privhead.errors import PrivheadError
 from privhead.privacy.audit import ImageSet, run_audit
-from privhead.privacy.detect import FaceDetection, FaceDetector
-from privhead.privacy.inversion import InversionConfig, invert_gradient_modulus, total_variation
+from privhead.privacy.audit.attacks import (
+    InversionConfig,
+    invert_gradient_modulus,
+    total_variation,
+)
+from privhead.privacy.audit.perceptual import psnr
+from privhead.privacy.faces import FaceDetection, FaceDetector, FaceRecognizer
+from privhead.privacy.faces.recognize import roc_auc, verification_rates
 from privhead.privacy.operators import OperatorConfig, apply_operator
-from privhead.privacy.perceptual import psnr
-from privhead.privacy.recognition import FaceRecognizer, roc_auc, verification_rates
 
 
 def shared_dir() -> Path:
@@ -64,8 +68,8 @@ def test_psnr_of_a_constant_offset():
 
 @pytest.fixture(scope="module")
 def stlpips():
-    from privhead.privacy.detect import package_file
-    from privhead.privacy.perceptual import STLPIPS, STLPIPS_WEIGHTS
+    from privhead._optional import package_file
+    from privhead.privacy.audit.perceptual import STLPIPS, STLPIPS_WEIGHTS
 
     try:
         package_file("stlpips_pytorch", STLPIPS_WEIGHTS, "ST-LPIPS")
@@ -192,8 +196,7 @@ def test_audit_pairs_are_pose_matched_and_missed_faces_use_the_original_box():
 def face_models():
     pytest.importorskip("cv2")
     pytest.importorskip("dlib")
-    from privhead.privacy.detect import load_detectors
-    from privhead.privacy.recognition import load_recognizers
+    from privhead.privacy.faces import load_detectors, load_recognizers
 
     try:
         return load_detectors("yunet"), load_recognizers("sface,dlib")
@@ -204,7 +207,7 @@ def face_models():
 def test_astronaut_verifies_against_its_mirror_image_but_not_its_protected_map(face_models):
     from skimage.data import astronaut
 
-    from privhead.privacy.detect import best_detection, detect_faces
+    from privhead.privacy.faces.detect import best_detection, detect_faces
 
     detectors, recognizers = face_models
     photo = astronaut().astype(np.float32) / 255.0

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from privhead._optional import package_file, require
 from privhead.cli import app
 from privhead.data.bundle import read_bundle
 from privhead.data.cameras import Cameras
 from privhead.data.formats import HeadDataset, write_idr
 from privhead.errors import PrivheadError
-from privhead.privacy.detect import (
+from privhead.privacy.faces.detect import (
     REASON_FACE,
     REASON_OVERRIDE,
     FaceCheck,
@@ -26,10 +27,8 @@ from privhead.privacy.detect import (
     FaceDetector,
     best_detection,
     non_maximum_suppression,
-    package_file,
     parse_detector_names,
     prepare_image,
-    require,
 )
 from privhead.privacy.sensitivity import NEUTRAL, SENSITIVE, classify_views
 
@@ -137,7 +136,7 @@ def test_face_check_only_tightens_and_the_override_is_visible():
 def _real_detectors(names: str):
     pytest.importorskip("cv2")
     pytest.importorskip("dlib")
-    from privhead.privacy.detect import installed_detectors, load_detectors
+    from privhead.privacy.faces.detect import installed_detectors, load_detectors
 
     if not set(names.split(",")) <= set(installed_detectors()):
         pytest.skip(f"detectors {names} not installed")
@@ -159,7 +158,7 @@ def test_yunet_classifies_lfw_faces_and_non_faces():
 def test_all_installed_detectors_together_rarely_fire_on_lfw_non_faces():
     from skimage.data import lfw_subset
 
-    from privhead.privacy.detect import detect_faces, load_detectors
+    from privhead.privacy.faces.detect import detect_faces, load_detectors
 
     pytest.importorskip("cv2")
     detectors = load_detectors("auto")

@@ -197,7 +197,7 @@ def _natural_key(name: str) -> list:
     ]
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     """Image files of a folder in natural order (error: folder missing / empty, other files)."""
     if not folder.is_dir():
         raise PrivheadError(f"{folder} is missing (expected a folder of images).")
@@ -364,7 +364,7 @@ def read_idr(root, cameras_file: str | None = None) -> HeadDataset:
         )
     n_cameras = len(indices)
 
-    image_paths = _list_images(root / "image")
+    image_paths = list_images(root / "image")
     if len(image_paths) != n_cameras:
         raise PrivheadError(
             f"{root / 'image'} holds {len(image_paths)} images but {camera_path.name} has "
@@ -407,7 +407,7 @@ def read_idr(root, cameras_file: str | None = None) -> HeadDataset:
 
     masks = None
     if (root / "mask").exists():
-        mask_paths = _list_images(root / "mask")
+        mask_paths = list_images(root / "mask")
         if len(mask_paths) != len(image_paths):
             raise PrivheadError(
                 f"{root / 'mask'} holds {len(mask_paths)} masks but {root / 'image'} holds "

@@ -1,26 +1,28 @@
-"""An inversion attack on protected gradient maps, for the privacy audit.
-
-What could someone holding a bundle recover from a protected map |g| = ||dC/dx|| + ||dC/dy||
-(paper Eq. 6)? The modulus discards the gradients' signs and directions, the colour and any
-constant offset, so the attack must bring those from priors. It optimises an image x (RGB or grey,
-at the map's resolution) so that the *same* operator applied to it reproduces the map:
-
-    min_x  mean |sigma(x) - s * g|  +  w_tv * TV(x)  +  w_prior * mean (x - p)^2
-
-starting from a prior image p (an attacker's template: the mean of other people's photos from the
-same viewpoint, which the bundle's cameras make easy to produce; or flat grey), with an optional
-learnt gain s for maps whose absolute scale was lost (8-bit PNGs). The audit then runs face
-detection and verification on the result, and on the prior alone, so what the map adds is seen.
-"""
+"""The inversion attack on protected gradient maps: optimise an image whose sigma reproduces the
+map (:func:`invert_gradient_modulus`), and the attack image sets the audit examines like any other
+kind (grey start, template start, the template alone)."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from privhead.privacy.operators import OperatorConfig, gradient_modulus
+from privhead.privacy.audit.images import (
+    INVERSION_GREY,
+    INVERSION_TEMPLATE,
+    TEMPLATE_ONLY,
+    ImageSet,
+)
+from privhead.privacy.operators import (
+    OperatorConfig,
+    apply_operator,
+    downsample_area,
+    gradient_modulus,
+)
 
 
 @dataclass
@@ -75,6 +77,19 @@ def invert_gradient_modulus(
     cfg: InversionConfig | None = None,
 ) -> torch.Tensor:
     """Recover images whose gradient modulus matches the protected maps.
+
+    What could someone holding a bundle recover from a protected map |g| = ||dC/dx|| + ||dC/dy||
+    (paper Eq. 6)? The modulus discards the gradients' signs and directions, the colour and any
+    constant offset, so the attack must bring those from priors. It optimises an image x (RGB or
+    grey, at the map's resolution) so that the *same* operator applied to it reproduces the map:
+
+        min_x  mean |sigma(x) - s * g|  +  w_tv * TV(x)  +  w_prior * mean (x - p)^2
+
+    starting from a prior image p (an attacker's template: the mean of other people's photos from
+    the same viewpoint, which the bundle's cameras make easy to produce; or flat grey), with an
+    optional learnt gain s for maps whose absolute scale was lost (8-bit PNGs). The audit then
+    runs face detection and verification on the result, and on the prior alone, so what the map
+    adds is seen.
 
     Args:
         maps: [B, 1, h, w] protected gradient maps (apply_operator's output, working resolution).
@@ -139,3 +154,78 @@ def _optimise(optimizer, logits, log_gain, maps, prior, operator_cfg, cfg) -> No
         ).sum()
         loss.backward()
         optimizer.step()
+
+
+def inversion_sets(
+    protected: ImageSet,
+    impostors: Sequence[ImageSet],
+    operator_cfg: OperatorConfig,
+    cfg: InversionConfig,
+) -> tuple[dict[str, ImageSet], dict]:
+    """Run the inversion from a grey start and, where impostors show the same views, from the
+    template (mean of the impostors' photos of that view at the map's size).
+
+    Returns:
+        ({kind: recovered images} for the inversion kinds and the template alone, and the
+        attack's parameters, template identities and relative map error per kind).
+    """
+    maps = protected.maps
+    out: dict[str, ImageSet] = {}
+    info = {
+        "config": cfg.__dict__.copy(),
+        "operator": operator_cfg.to_dict(),
+        "template_identities": [],
+        "map_error": {},
+    }
+    cfg = replace(cfg, fit_gain=cfg.fit_gain or protected.maps_scaled)
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(maps):
+        groups.setdefault(m.shape, []).append(i)
+    templates: list[np.ndarray | None] = []
+    contributors: set[str] = set()
+    for name, m in zip(protected.names, maps, strict=True):
+        views = [s.images[s.names.index(name)] for s in impostors if name in s.names]
+        contributors.update(s.identity for s in impostors if name in s.names)
+        if views:
+            resized = [
+                downsample_area(
+                    torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).permute(2, 0, 1)[
+                        None
+                    ],
+                    m.shape,
+                )[0]
+                for v in views
+            ]
+            templates.append(torch.stack(resized).mean(0).numpy())
+        else:
+            templates.append(None)
+    info["template_identities"] = sorted(contributors)
+    runs = {INVERSION_GREY: [None] * len(maps)}
+    if all(t is not None for t in templates):
+        runs[INVERSION_TEMPLATE] = templates
+    for kind, priors in runs.items():
+        recovered: list[np.ndarray] = [None] * len(maps)  # type: ignore[list-item]
+        errors = []
+        for _shape, indices in groups.items():
+            batch = torch.from_numpy(np.stack([maps[i] for i in indices]))[:, None].float()
+            prior = None
+            if priors[indices[0]] is not None:
+                prior = torch.from_numpy(np.stack([priors[i] for i in indices])).float()
+            images = invert_gradient_modulus(batch, operator_cfg, prior, cfg)
+            check = apply_operator(images, operator_cfg)
+            scale = batch.flatten(1).max(1).values.clamp_min(1e-12)
+            errors.extend(((check - batch).abs().flatten(1).mean(1) / scale).tolist())
+            for k, i in enumerate(indices):
+                recovered[i] = images[k].permute(1, 2, 0).numpy()
+        out[kind] = ImageSet(
+            protected.identity, list(protected.names), recovered, f"{kind}({protected.source})"
+        )
+        info["map_error"][kind] = float(np.mean(errors))
+    if INVERSION_TEMPLATE in runs:
+        out[TEMPLATE_ONLY] = ImageSet(
+            protected.identity,
+            list(protected.names),
+            [t.transpose(1, 2, 0) for t in templates],
+            "mean of the impostors' photos of the same view",
+        )
+    return out, info

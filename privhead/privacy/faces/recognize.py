@@ -22,16 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from privhead._optional import package_file, require, require_opencv
 from privhead.errors import PrivheadError
-from privhead.privacy.detect import (
-    MIN_SIDE,
-    PAD_FRACTION,
-    FaceDetection,
-    package_file,
-    prepare_image,
-    require,
-    require_opencv,
-)
+from privhead.privacy.faces.detect import MIN_SIDE, PAD_FRACTION, FaceDetection, prepare_image
 
 UNAVAILABLE_MODELS = {
     name: (

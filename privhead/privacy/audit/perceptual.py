@@ -1,21 +1,19 @@
-"""Perceptual similarity for the privacy audit (paper Table 4): ST-LPIPS, SSIM, PSNR.
-
-LPIPS (Zhang et al. 2018) needs ImageNet backbones that torchvision downloads at run time, which
-cannot happen here. The ``stlpips-pytorch`` wheel (BSD-2-Clause, Ghildyal & Liu, ECCV 2022) ships
-*complete* weights of the shift-tolerant variant, ST-LPIPS (backbone and linear heads), so this
-module builds that AlexNet variant itself and loads the shipped weights: no torchvision, and the
-package is never imported. Numbers are ST-LPIPS, not LPIPS: same scale and meaning (0 = same
-image, larger = more different), different values.
-"""
+"""Perceptual similarity (paper Table 4): ST-LPIPS, SSIM and PSNR, and
+:func:`perceptual_similarity` of protected maps vs RGB photos across identities."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from privhead._optional import package_file
 from privhead.errors import PrivheadError
+from privhead.privacy.audit.images import ImageSet
+from privhead.privacy.operators import OperatorConfig, apply_operator, downsample_area
 
 STLPIPS_WEIGHTS = "weights/vST0.0/alex_shift_tolerant.pth"
 """The AlexNet ST-LPIPS weights inside the ``stlpips_pytorch`` package."""
@@ -94,6 +92,13 @@ class _ShiftTolerantAlexNet(nn.Module):
 class STLPIPS(nn.Module):
     """Shift-tolerant LPIPS distance with the AlexNet backbone (eval mode, no dropout).
 
+    LPIPS (Zhang et al. 2018) needs ImageNet backbones that torchvision downloads at run time,
+    which cannot happen here. The ``stlpips-pytorch`` wheel (BSD-2-Clause, Ghildyal & Liu, ECCV
+    2022) ships *complete* weights of the shift-tolerant variant, ST-LPIPS (backbone and linear
+    heads), so this class builds that AlexNet variant itself and loads the shipped weights: no
+    torchvision, and the package is never imported. Numbers are ST-LPIPS, not LPIPS: same scale
+    and meaning (0 = same image, larger = more different), different values.
+
     d(a, b) = sum over the 5 taps l of mean over pixels of w_l . (f_l(a) - f_l(b))^2, where f_l
     are the tap's features normalised to unit length over channels and w_l >= 0 the learnt
     per-channel weights.
@@ -111,8 +116,6 @@ class STLPIPS(nn.Module):
     @classmethod
     def from_package(cls) -> STLPIPS:
         """Load the weights shipped in the ``stlpips-pytorch`` wheel (audit extra)."""
-        from privhead.privacy.detect import package_file
-
         path = package_file("stlpips_pytorch", STLPIPS_WEIGHTS, "ST-LPIPS")
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = cls()
@@ -179,3 +182,83 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when identical)."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def perceptual_similarity(
+    originals: ImageSet,
+    impostors: Sequence[ImageSet],
+    operator_cfg: OperatorConfig,
+    notes: list[str] | None = None,
+) -> dict | None:
+    """ST-LPIPS, SSIM and PSNR between the subject and each impostor, view by view, for the
+    protected maps and for the RGB photos at the same working resolution.
+
+    Maps are shown to the metrics as grey images divided by one common scale (the 99th
+    percentile of all maps compared), so their relative contrast is kept.
+
+    Returns:
+        {"protected": stats, "rgb": stats, "n_pairs": N, "pairs": [...]}, or None when no
+        impostor shares a view name with the subject.
+    """
+    pairs = []
+    for impostor in impostors:
+        for name in originals.names:
+            if name in impostor.names:
+                pairs.append((name, impostor))
+    if not pairs:
+        return None
+    try:
+        metric = STLPIPS.from_package()
+    except PrivheadError as exc:
+        metric = None
+        if notes is not None:
+            notes.append(f"ST-LPIPS skipped: {exc}")
+    rgb_a, rgb_b, maps_a, maps_b, labels = [], [], [], [], []
+    for name, impostor in pairs:
+        a = originals.images[originals.names.index(name)]
+        b = impostor.images[impostor.names.index(name)]
+        work_a, work_b = _working_rgb(a, operator_cfg), _working_rgb(b, operator_cfg)
+        if work_a.shape != work_b.shape:
+            continue
+        rgb_a.append(work_a)
+        rgb_b.append(work_b)
+        maps_a.append(apply_operator(work_a[None], operator_cfg)[0])
+        maps_b.append(apply_operator(work_b[None], operator_cfg)[0])
+        labels.append({"view": name, "impostor": impostor.identity})
+    if not labels:
+        return None
+    all_maps = torch.cat([torch.stack(maps_a), torch.stack(maps_b)])
+    scale = float(torch.quantile(all_maps.flatten(), 0.99).clamp_min(1e-12))
+    grey_a = (torch.stack(maps_a) / scale).clamp(0, 1).repeat(1, 3, 1, 1)
+    grey_b = (torch.stack(maps_b) / scale).clamp(0, 1).repeat(1, 3, 1, 1)
+    rgb_a_t, rgb_b_t = torch.stack(rgb_a), torch.stack(rgb_b)
+    result: dict = {"n_pairs": len(labels), "map_scale": scale, "metric_notes": []}
+    for key, (x, y) in {"protected": (grey_a, grey_b), "rgb": (rgb_a_t, rgb_b_t)}.items():
+        stats = {}
+        if metric is not None and min(x.shape[-2:]) >= 32:
+            stats["st_lpips"] = _mean_std(metric(x, y).numpy())
+        x_np, y_np = x.permute(0, 2, 3, 1).numpy(), y.permute(0, 2, 3, 1).numpy()
+        stats["ssim"] = _mean_std([ssim(p, q) for p, q in zip(x_np, y_np, strict=True)])
+        stats["psnr"] = _mean_std([psnr(p, q) for p, q in zip(x_np, y_np, strict=True)])
+        result[key] = stats
+    result["pairs"] = labels
+    return result
+
+
+def _mean_std(values) -> dict:
+    """Mean, standard deviation and count of the finite values, and the values themselves."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return {
+        "mean": float(finite.mean()) if finite.size else float("nan"),
+        "std": float(finite.std()) if finite.size else float("nan"),
+        "n": int(finite.size),
+        "values": [float(v) for v in values],
+    }
+
+
+def _working_rgb(image: np.ndarray, cfg: OperatorConfig) -> torch.Tensor:
+    """[3, h, w] the image area-downsampled to the operator's working size."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    width, height = cfg.working_size(tensor.shape[-1], tensor.shape[-2])
+    return downsample_area(tensor[None], (height, width))[0]

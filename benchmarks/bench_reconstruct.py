@@ -64,9 +64,9 @@ def run_single(
     import dataclasses
 
     from privhead.config import get_preset
-    from privhead.data.bundle import write_bundle
     from privhead.data.formats import load_dataset
     from privhead.demo import face_chamfer
+    from privhead.privacy.bundle import write_bundle
     from privhead.privacy.operators import OperatorConfig
     from privhead.privacy.sensitivity import classify_dataset
     from privhead.reconstruct import reconstruct

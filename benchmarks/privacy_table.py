@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from privhead.data.bundle import write_bundle
 from privhead.data.formats import load_dataset
 from privhead.data.synthetic import write_synthetic_head
 from privhead.mesh.render import render_mesh
@@ -47,6 +46,7 @@ from privhead.privacy.audit import (
     verification_table,
     write_report,
 )
+from privhead.privacy.bundle import write_bundle
 from privhead.privacy.faces import (
     load_detectors,
     load_recognizers,

@@ -259,7 +259,7 @@ def run_one(run_dir: Path, device: str) -> None:
     start = time.perf_counter()
     from bench_reconstruct import run_single
 
-    from privhead.train.trainer import resolve_device
+    from privhead.device import resolve_device
 
     run = RunSpec.from_dict(json.loads((run_dir / "spec.json").read_text()))
     device = str(resolve_device(device))

@@ -95,72 +95,36 @@ def protect(
     Neutral views (no face visible) are kept as RGB; sensitive views are
     replaced by their colour-gradient modulus (sigma, paper Eq. 6).
     """
-    import time
-
-    from privhead._optional import INSTALL_HINT
-    from privhead.data.bundle import write_bundle
-    from privhead.data.formats import load_dataset
-    from privhead.privacy.faces.detect import FaceCheck, load_detectors
     from privhead.privacy.operators import OperatorConfig
-    from privhead.privacy.sensitivity import (
-        REASON_POSE,
-        classify_dataset,
-        describe_decisions,
-        parse_indices,
-        parse_vector,
-    )
+    from privhead.privacy.protect import protect_dataset
+    from privhead.privacy.sensitivity import describe_decisions, parse_indices, parse_vector
 
-    start = time.perf_counter()
-    face_check = None
     try:
-        operator_cfg = OperatorConfig(name=operator, resolution=resolution, blur_sigma=blur)
-        rules = dict(
+        result = protect_dataset(
+            input_path,
+            out_bundle,
+            OperatorConfig(name=operator, resolution=resolution, blur_sigma=blur),
             neutral=parse_indices(neutral, "--neutral list"),
             sensitive=parse_indices(sensitive, "--sensitive list"),
             forward=parse_vector(forward, "--forward direction"),
             threshold_deg=threshold_deg,
-        )
-        if out_bundle.exists() and not overwrite:
-            raise PrivheadError(f"{out_bundle} already exists; pass --overwrite to replace it.")
-        detectors = load_detectors(detector)
-        allowed = parse_indices(allow_rgb_despite_face, "--allow-rgb-despite-face list") or []
-        dataset = load_dataset(input_path, fmt)
-        if detectors:
-            face_check = FaceCheck(dataset.images, detectors, allowed)
-        elif allowed:
-            raise PrivheadError("--allow-rgb-despite-face needs a face detector (--detector).")
-        decisions = classify_dataset(dataset, **rules, checks=[face_check] if face_check else [])
-        if face_check is not None:
-            decisions = face_check.mark_overrides(decisions)
-        write_bundle(
-            dataset, decisions, operator_cfg, out_bundle, overwrite=overwrite, progress=True
+            detector=detector,
+            allow_rgb_despite_face=parse_indices(
+                allow_rgb_despite_face, "--allow-rgb-despite-face list"
+            )
+            or [],
+            fmt=fmt,
+            overwrite=overwrite,
+            progress=True,
         )
     except PrivheadError as exc:
         _fail(str(exc))
-    for line in describe_decisions(decisions):
+    for line in describe_decisions(result.decisions) + result.notes:
         typer.echo(line)
-    if face_check is None:
-        typer.echo(f"note: no face detector ran ({INSTALL_HINT} adds them); rules alone decided.")
-    else:
-        for index, found in sorted(face_check.overridden.items()):
-            typer.echo(f"warning: view {index} is kept as RGB although a face was found ({found}).")
-        for index in sorted(face_check.allowed - set(face_check.overridden)):
-            why = (
-                f"the {decisions[index].reason} rule protects it anyway (the flag only lifts the "
-                "face detector)"
-                if decisions[index].sensitive
-                else "no face was found there"
-            )
-            typer.echo(f"note: --allow-rgb-despite-face {index}: {why}.")
-    if (forward is not None or threshold_deg is not None) and not any(
-        d.reason == REASON_POSE for d in decisions
-    ):
-        typer.echo("note: --forward / --threshold-deg decided no view (an earlier rule did).")
-    n_neutral = sum(not d.sensitive for d in decisions)
-    width, height = operator_cfg.working_size(dataset.cameras.width, dataset.cameras.height)
+    width, height = result.working_size
     typer.echo(
-        f"wrote {out_bundle}: {n_neutral} neutral, {len(decisions) - n_neutral} protected "
-        f"({operator_cfg.name} at {width}x{height}) in {time.perf_counter() - start:.1f} s"
+        f"wrote {out_bundle}: {result.n_neutral} neutral, {result.n_protected} protected "
+        f"({result.operator.name} at {width}x{height}) in {result.seconds:.1f} s"
     )
 
 
@@ -277,13 +241,12 @@ def synth(
     import json
     import time
 
-    from tqdm import tqdm
-
     from privhead.data.synthetic import write_synthetic_head
+    from privhead.progress import progress_bar
 
     start = time.perf_counter()
     try:
-        with tqdm(total=views, desc="rendering views", unit="view", leave=False) as bar:
+        with progress_bar(total=views, desc="rendering views", unit="view", leave=False) as bar:
             write_synthetic_head(
                 out,
                 seed=seed,
@@ -299,39 +262,6 @@ def synth(
         f"wrote {out}: {views} views ({counts['n_sensitive']} sensitive, {counts['n_neutral']} "
         f"neutral), {resolution}x{resolution} px, seed {seed}, in "
         f"{time.perf_counter() - start:.1f} s"
-    )
-
-
-def _resolve_config(
-    preset: str,
-    mode: str,
-    no_lipschitz: bool = False,
-    stage2_rgb: bool = False,
-    mesh_resolution: int | None = None,
-    seed: int = 0,
-    neutral_limit: int | None = None,
-):
-    import dataclasses
-
-    from privhead.config import MODES, get_preset
-
-    if mode not in MODES:
-        raise PrivheadError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
-    cfg = get_preset(preset)
-    stage1, stage2 = cfg.stage1, cfg.stage2
-    if no_lipschitz:
-        stage2 = dataclasses.replace(stage2, lipschitz_weight=0.0)
-    if stage2_rgb:
-        stage2 = dataclasses.replace(
-            stage2, rgb_weight=stage1.rgb_weight, mask_weight=stage1.mask_weight
-        )
-    return dataclasses.replace(
-        cfg,
-        mode=mode,
-        stage1=stage1,
-        stage2=stage2,
-        seed=seed,
-        mesh_resolution=mesh_resolution or cfg.mesh_resolution,
     )
 
 
@@ -358,27 +288,38 @@ def reconstruct(
         False, help="Stage 2 keeps the neutral RGB loss (not in the paper)."
     ),
     mesh_resolution: int = typer.Option(None, help="Marching-cubes resolution (preset default)."),
-    stage_meshes: bool = typer.Option(False, help="Also write a mesh after every stage."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Config override section.field=value, e.g. --set stage2.steps=900 (repeatable; "
+        "see config.json of a run for every key).",
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:1 ..."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
     seed: int = typer.Option(0, help="Random seed."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Reconstruct a head mesh from a privacy bundle (stage 1: neutral RGB, stage 2: gradients)."""
+    """Reconstruct a head mesh from a privacy bundle (stage 1: neutral RGB, stage 2: gradients).
+
+    Writes mesh.ply (and mesh_stage1.ply), renders.png, renders_rgb/ and renders_mesh/ at the
+    protected views' poses, config.json, summary.json and checkpoints/.
+    """
+    from privhead.config import get_preset, resolve_config
     from privhead.reconstruct import reconstruct as run
 
-    cfg = _resolve_config(
-        preset, "full-rgb" if full_rgb else mode, no_lipschitz, stage2_rgb, mesh_resolution, seed
-    )
-    result = run(
-        source,
-        out,
-        cfg,
-        device=device,
-        resume=resume,
-        progress=not quiet,
-        stage_meshes=stage_meshes,
-    )
+    flags = []
+    if no_lipschitz:
+        flags.append("stage2.lipschitz_weight=0")
+    if stage2_rgb:
+        stage1 = get_preset(preset).stage1
+        flags += [
+            f"stage2.rgb_weight={stage1.rgb_weight}",
+            f"stage2.mask_weight={stage1.mask_weight}",
+        ]
+    if mesh_resolution:
+        flags.append(f"mesh_resolution={mesh_resolution}")
+    cfg = resolve_config(preset, "full-rgb" if full_rgb else mode, [*flags, *overrides], seed)
+    result = run(source, out, cfg, device=device, resume=resume, progress=not quiet)
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
     typer.echo(
         f"done in {result.total_seconds:.0f} s ({stages}, mesh {result.mesh_seconds:.0f} s): "
@@ -402,8 +343,9 @@ def extract(
     """Extract a mesh (dataset world units) from a checkpoint."""
     import time
 
+    from privhead.device import resolve_device
     from privhead.reconstruct import mesh_from_field
-    from privhead.train.trainer import load_field, resolve_device
+    from privhead.train.checkpoint import load_field
 
     start = time.perf_counter()
     torch_device = resolve_device(device)

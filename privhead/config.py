@@ -1,8 +1,9 @@
 """Dataclass configs of the reconstruction engine and its named presets.
 
-Presets are never mutated: derive variants with :func:`dataclasses.replace` (or
-:func:`with_overrides`). The resolved config is written as JSON beside every checkpoint and mesh
-and read back typed with :func:`config_from_dict`.
+Presets are never mutated: derive variants with :func:`dataclasses.replace` or, from text such
+as ``stage2.steps=900`` (the CLI's ``--set`` and every benchmark), :func:`apply_overrides`.
+The resolved config is written as JSON beside every checkpoint and mesh and read back typed
+with :func:`config_from_dict`.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class ReconstructionConfig:
     mesh_resolution: int = 512
     """Marching-cubes samples per axis over the normalised cube."""
     keep_largest_component: bool = True
+    render_size: int = 128
+    """Longer side (px) of the colour and clay renders written at the protected (or, for the
+    full-RGB baseline, every) view's pose: ``renders_rgb/`` and ``renders_mesh/``."""
     seed: int = 0
     checkpoint_every: int = 200
     """Steps between checkpoints (each stage also checkpoints at its end)."""
@@ -182,3 +186,88 @@ def _from_dict(cls, data: dict):
 def config_from_dict(data: dict) -> ReconstructionConfig:
     """Read back a config written by :func:`config_to_dict` (typed, validated field names)."""
     return _from_dict(ReconstructionConfig, data)
+
+
+def _parse_value(text: str, default, key: str):
+    """``text`` as the type of ``default`` (bool, int, float, str, or a tuple of those)."""
+    text = text.strip()
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise PrivheadError(f"{key} must be true or false, got {text!r}.")
+    if isinstance(default, tuple):
+        items = [t for t in text.strip("()[] ").split(",") if t.strip()]
+        like = default[0] if default else 0.0
+        return tuple(_parse_value(item, like, key) for item in items)
+    try:
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise PrivheadError(f"{key} must be {kind}, got {text!r}.") from None
+    return text
+
+
+def apply_overrides(cfg, overrides):
+    """A copy of a (nested, frozen) config dataclass with ``section.field=value`` overrides.
+
+    Values are parsed to the type of the field they replace (bool, int, float, str, or a
+    comma-separated tuple); the config itself is never mutated.
+
+    Args:
+        cfg: a config dataclass, e.g. a :class:`ReconstructionConfig` from :func:`get_preset`.
+        overrides: strings such as ``"stage2.steps=900"``, ``"mesh_resolution=256"``,
+            ``"field.grid_resolutions=16,32,64"``.
+
+    Returns:
+        the new config.
+
+    Raises:
+        PrivheadError: malformed text, an unknown key (one sentence naming the known ones), or a
+            value of the wrong type.
+    """
+    for item in overrides or ():
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PrivheadError(f"Override {item!r} is not of the form section.field=value.")
+        cfg = _override(cfg, key.split("."), text, key)
+    return cfg
+
+
+def _override(cfg, path: list[str], text: str, key: str):
+    known = {f.name for f in dataclasses.fields(cfg)}
+    name = path[0]
+    if name not in known:
+        raise PrivheadError(
+            f"Unknown config key {key!r}: {type(cfg).__name__} has {', '.join(sorted(known))}."
+        )
+    current = getattr(cfg, name)
+    if dataclasses.is_dataclass(current):
+        if len(path) == 1:
+            raise PrivheadError(f"Config key {key!r} is a section; name one of its fields.")
+        return dataclasses.replace(cfg, **{name: _override(current, path[1:], text, key)})
+    if len(path) > 1:
+        raise PrivheadError(f"Config key {key!r}: {name} is a value, not a section.")
+    return dataclasses.replace(cfg, **{name: _parse_value(text, current, key)})
+
+
+def resolve_config(
+    preset: str = "default", mode: str = "two-stage", overrides=(), seed: int | None = None
+) -> ReconstructionConfig:
+    """A preset with its mode, seed and ``section.field=value`` overrides applied (in order).
+
+    Raises:
+        PrivheadError: unknown preset, mode or override key, or a malformed value.
+    """
+    if mode not in MODES:
+        raise PrivheadError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    cfg = dataclasses.replace(get_preset(preset), mode=mode)
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=seed)
+    return apply_overrides(cfg, overrides)

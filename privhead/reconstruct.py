@@ -16,22 +16,22 @@ import torch
 import trimesh
 
 from privhead.config import ReconstructionConfig, config_to_dict
-from privhead.data.bundle import PrivacyBundle, read_bundle
 from privhead.data.cameras import (
     Cameras,
     denormalize_points,
-    estimate_normalization,
     image_rays,
     normalize_cameras,
 )
-from privhead.data.formats import HeadDataset, load_dataset, write_image
+from privhead.data.formats import load_dataset, write_image
+from privhead.device import resolve_device
 from privhead.errors import PrivheadError
 from privhead.field.model import HeadField
 from privhead.mesh.extract import extract_mesh, keep_largest_component
 from privhead.mesh.render import orbit_cameras, render_views, save_grid
+from privhead.privacy.bundle import read_bundle, view_file_stems
 from privhead.render.volume import render_image
-from privhead.train.data import TrainingViews, make_training_views
-from privhead.train.trainer import Trainer, resolve_device
+from privhead.train.trainer import Trainer
+from privhead.train.views import views_from_bundle, views_from_dataset
 
 
 @dataclass
@@ -47,6 +47,9 @@ class ReconstructionResult:
     mesh_seconds: float
     total_seconds: float
     stage_meshes: dict[str, Path] = field(default_factory=dict)
+    """Mesh of every stage by stage name (the last stage's is ``mesh``)."""
+    view_renders: dict[str, Path] = field(default_factory=dict)
+    """Folders of per-view renders (``renders_rgb``, ``renders_mesh``)."""
 
     def to_dict(self) -> dict:
         return {
@@ -59,52 +62,12 @@ class ReconstructionResult:
             "mesh_seconds": self.mesh_seconds,
             "total_seconds": self.total_seconds,
             "stage_meshes": {k: str(v) for k, v in self.stage_meshes.items()},
+            "view_renders": {k: str(v) for k, v in self.view_renders.items()},
         }
 
 
 def is_bundle(path: Path) -> bool:
     return (Path(path) / "manifest.json").is_file()
-
-
-def _scale_mat_or_estimate(scale_mat, cameras: Cameras, masks) -> np.ndarray:
-    if scale_mat is not None:
-        return np.asarray(scale_mat, dtype=np.float64)
-    return estimate_normalization(cameras, masks=masks)
-
-
-def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingViews:
-    """Training views of a privacy bundle: neutral RGB (+ masks) and protected maps."""
-    if len(bundle.neutral_images):
-        scale_mat = _scale_mat_or_estimate(
-            bundle.scale_mat, bundle.neutral_cameras, bundle.neutral_masks
-        )
-    else:
-        scale_mat = _scale_mat_or_estimate(bundle.scale_mat, bundle.protected_cameras, None)
-    return make_training_views(
-        bundle.neutral_images,
-        bundle.neutral_masks,
-        bundle.neutral_cameras,
-        bundle.protected_maps,
-        bundle.protected_cameras,
-        bundle.operator,
-        scale_mat,
-        device,
-    )
-
-
-def views_from_dataset(dataset: HeadDataset, device: torch.device) -> TrainingViews:
-    """Training views of the full-RGB baseline: every view of the original dataset as RGB."""
-    scale_mat = _scale_mat_or_estimate(dataset.scale_mat, dataset.cameras, dataset.masks)
-    return make_training_views(
-        dataset.images,
-        dataset.masks,
-        dataset.cameras,
-        np.zeros((0, 1, 1), dtype=np.float32),
-        None,
-        None,
-        scale_mat,
-        device,
-    )
 
 
 def mesh_from_field(
@@ -175,10 +138,16 @@ def reconstruct(
     device: str = "auto",
     resume: bool = False,
     progress: bool = True,
-    stage_meshes: bool = False,
     log=print,
 ) -> ReconstructionResult:
-    """Run a reconstruction and write mesh, renders, config and checkpoints into ``out_dir``.
+    """Run a reconstruction and write meshes, renders, config and checkpoints into ``out_dir``.
+
+    Writes ``mesh.ply`` (the last stage), ``mesh_<stage>.ply`` for every earlier stage (e.g.
+    ``mesh_stage1.ply``), ``renders.png`` (mesh previews), and at the poses of the views the
+    reconstruction side must not see (protected views; every view for the full-RGB baseline)
+    colour renders ``renders_rgb/<view>.png`` and clay renders ``renders_mesh/<view>.png``,
+    named by the bundle's view file stems so an audit pairs them with the right photos;
+    ``summary.json`` lists every file.
 
     Args:
         source: a privacy bundle (two-stage and ablation modes) or, for ``mode="full-rgb"``, the
@@ -188,7 +157,6 @@ def reconstruct(
         device: "auto", "cpu", "cuda", ...
         resume: continue an interrupted run in ``out_dir``.
         progress: progress bars.
-        stage_meshes: also extract a mesh after every stage (for comparisons).
         log: where one-line messages go.
     """
     start = time.perf_counter()
@@ -199,8 +167,9 @@ def reconstruct(
             raise PrivheadError(
                 f"{source} is a privacy bundle; the full-RGB baseline needs the original dataset."
             )
-        views = views_from_dataset(load_dataset(source), torch_device)
-        protected_cameras = None
+        dataset = load_dataset(source)
+        views = views_from_dataset(dataset, torch_device)
+        render_cameras, render_stems = dataset.cameras, view_file_stems(list(dataset.names))
     else:
         if not is_bundle(source):
             raise PrivheadError(
@@ -209,7 +178,9 @@ def reconstruct(
             )
         bundle = read_bundle(source)
         views = views_from_bundle(bundle, torch_device)
-        protected_cameras = bundle.protected_cameras
+        stems = view_file_stems(list(bundle.names))
+        render_cameras = bundle.protected_cameras
+        render_stems = [stems[i] for i in bundle.protected_indices]
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"
     last = out_dir / "checkpoints" / "last.pt"
@@ -226,7 +197,7 @@ def reconstruct(
     meshes: dict[str, Path] = {}
     mesh_seconds: dict[str, float] = {}
 
-    def write_mesh(field_: HeadField, path: Path) -> None:
+    def write_mesh(name: str, field_: HeadField, path: Path) -> None:
         tic = time.perf_counter()
         mesh = mesh_from_field(
             field_,
@@ -237,36 +208,33 @@ def reconstruct(
             progress,
         )
         mesh.export(path)
-        mesh_seconds[path.name] = time.perf_counter() - tic
-
-    def on_stage_end(name: str, field_: HeadField) -> None:
-        if stage_meshes:
-            meshes[name] = out_dir / f"mesh_{name}.ply"
-            write_mesh(field_, meshes[name])
+        meshes[name] = path
+        mesh_seconds[name] = time.perf_counter() - tic
 
     trainer = Trainer(cfg, views, out_dir, torch_device, progress=progress)
+    final = trainer.stages[-1].name
+
+    def on_stage_end(name: str, field_: HeadField) -> None:
+        if name != final:
+            write_mesh(name, field_, out_dir / f"mesh_{name}.ply")
+
     stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end)
+    for stage in trainer.stages[:-1]:
+        # A resumed run may have finished this stage before the interruption.
+        path = out_dir / f"mesh_{stage.name}.ply"
+        if stage.name not in meshes and path.is_file():
+            meshes[stage.name] = path
 
     field_ = trainer.field.eval()
-    final = trainer.stages[-1].name
     mesh_path = out_dir / "mesh.ply"
-    if final in meshes:
-        # The final mesh was already extracted at the end of its stage.
-        trimesh.load(meshes[final]).export(mesh_path)
-        final_mesh_seconds = mesh_seconds[meshes[final].name]
-    else:
-        write_mesh(field_, mesh_path)
-        final_mesh_seconds = mesh_seconds[mesh_path.name]
-    renders = render_mesh_previews(
-        trimesh.load(mesh_path), views.scale_mat, out_dir / "renders.png"
-    )
-    if protected_cameras is not None and len(protected_cameras):
-        # Colour renders at the protected views' poses: what the privacy audit examines.
-        rgb_dir = out_dir / "renders_rgb"
-        rgb_dir.mkdir(exist_ok=True)
-        images = render_field_images(field_, protected_cameras, views.scale_mat, cfg)
-        for i, image in enumerate(images):
-            write_image(rgb_dir / f"{i:06d}.png", image)
+    write_mesh(final, field_, mesh_path)
+    final_mesh = trimesh.load(mesh_path)
+    renders = render_mesh_previews(final_mesh, views.scale_mat, out_dir / "renders.png")
+    view_renders = {}
+    if render_cameras is not None and len(render_cameras):
+        view_renders = write_view_renders(
+            field_, final_mesh, render_cameras, render_stems, views.scale_mat, cfg, out_dir
+        )
     result = ReconstructionResult(
         out_dir=out_dir,
         mesh=mesh_path,
@@ -274,9 +242,41 @@ def reconstruct(
         config=config_path,
         checkpoint=last,
         stage_seconds=stage_seconds,
-        mesh_seconds=final_mesh_seconds,
+        mesh_seconds=mesh_seconds[final],
         total_seconds=time.perf_counter() - start,
         stage_meshes=meshes,
+        view_renders=view_renders,
     )
     (out_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def write_view_renders(
+    field_: HeadField,
+    mesh: trimesh.Trimesh,
+    cameras: Cameras,
+    stems: list[str],
+    scale_mat: np.ndarray,
+    cfg: ReconstructionConfig,
+    out_dir: Path,
+) -> dict[str, Path]:
+    """Colour (volume) and clay (mesh) renders at the given poses, one PNG per view stem.
+
+    The cameras are rescaled so the longer image side is ``cfg.render_size`` px.
+
+    Returns:
+        {"renders_rgb": folder, "renders_mesh": folder}.
+    """
+    factor = cfg.render_size / max(cameras.width, cameras.height)
+    width = max(1, round(cameras.width * factor))
+    height = max(1, round(cameras.height * factor))
+    cams = cameras.scaled(width, height)
+    folders = {"renders_rgb": out_dir / "renders_rgb", "renders_mesh": out_dir / "renders_mesh"}
+    for folder in folders.values():
+        folder.mkdir(exist_ok=True)
+    colour = render_field_images(field_, cams, scale_mat, cfg)
+    clay = render_views(mesh, cams, background=(0, 0, 0))
+    for stem, rgb, grey in zip(stems, colour, clay):
+        write_image(folders["renders_rgb"] / f"{stem}.png", rgb)
+        write_image(folders["renders_mesh"] / f"{stem}.png", grey.astype(np.float32) / 255.0)
+    return folders

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from privhead.data.bundle import read_bundle, write_bundle
 from privhead.data.cameras import Cameras, similarity
 from privhead.data.formats import HeadDataset, load_dataset
 from privhead.errors import PrivheadError
+from privhead.privacy.bundle import read_bundle, write_bundle
 from privhead.privacy.operators import OperatorConfig, apply_operator, downsample_area
 from privhead.privacy.sensitivity import classify_dataset, classify_views
 
@@ -150,7 +150,7 @@ def test_existing_output_and_overwrite(tmp_path, bundle_dir):
 
 
 def test_failure_leaves_nothing(tmp_path, monkeypatch):
-    import privhead.data.bundle as bundle_module
+    import privhead.privacy.bundle as bundle_module
 
     calls = []
 
@@ -160,7 +160,7 @@ def test_failure_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return np.zeros((16, 16), np.float32)
 
-    monkeypatch.setattr(bundle_module, "_protect", failing_protect)
+    monkeypatch.setattr(bundle_module, "protect_image", failing_protect)
     dataset = make_dataset()
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_bundle(dataset, classify_views(6, neutral=NEUTRAL), CFG, tmp_path / "out")

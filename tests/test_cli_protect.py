@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from privhead.cli import app
-from privhead.data.bundle import read_bundle
 from privhead.data.cameras import Cameras
 from privhead.data.formats import HeadDataset, write_idr
+from privhead.privacy.bundle import read_bundle
 
 
 def look_at(center) -> np.ndarray:

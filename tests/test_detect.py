@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from privhead._optional import package_file, require
 from privhead.cli import app
-from privhead.data.bundle import read_bundle
 from privhead.data.cameras import Cameras
 from privhead.data.formats import HeadDataset, write_idr
 from privhead.errors import PrivheadError
+from privhead.privacy.bundle import read_bundle
 from privhead.privacy.faces.detect import (
     REASON_FACE,
     REASON_OVERRIDE,

@@ -16,8 +16,9 @@ from privhead.config import (
 from privhead.data.cameras import Cameras
 from privhead.errors import PrivheadError
 from privhead.privacy.operators import OperatorConfig, apply_operator
-from privhead.train.data import make_training_views
-from privhead.train.trainer import Trainer, load_field, plan_stages
+from privhead.train.checkpoint import load_field
+from privhead.train.trainer import Trainer, plan_stages
+from privhead.train.views import make_training_views
 
 
 def _tiny_views():

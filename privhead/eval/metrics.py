@@ -711,3 +711,26 @@ def parse_numbers(text: str, name: str, n: int | None = None) -> tuple[float, ..
         count = f"{n} " if n is not None else ""
         raise PrivheadError(f"{name} must be {count}comma-separated numbers, got '{text}'.")
     return values
+
+
+def face_chamfer(mesh_path: str | Path, dataset_root: str | Path, samples: int = 100_000) -> dict:
+    """The project's official face metric: Chamfer distance inside the dataset's face region.
+
+    The region is the sphere of ``dataset_root/face_region.json`` (95 mm around the nose tip,
+    read by :func:`read_face_region`), against ``dataset_root/gt_mesh.ply``, exact cameras (no
+    alignment). The demo, the benchmarks and the docs all use this function.
+
+    Returns:
+        :meth:`EvaluationResult.to_dict`: distances in world units and, when the region file
+        gives ``mm_per_unit``, in mm.
+    """
+    dataset_root = Path(dataset_root)
+    face = read_face_region(dataset_root / "face_region.json")
+    result = evaluate_meshes(
+        load_mesh(mesh_path),
+        load_mesh(dataset_root / "gt_mesh.ply"),
+        region=face.sphere,
+        samples=samples,
+        mm_per_unit=face.mm_per_unit,
+    )
+    return result.to_dict()

@@ -15,9 +15,9 @@ import scipy.sparse.csgraph
 import skimage.measure
 import torch
 import trimesh
-from tqdm import tqdm
 
 from privhead.errors import PrivheadError
+from privhead.progress import progress_bar
 
 _QUANTUM = 2.0**16
 """Vertex merge resolution: grid coordinates are rounded to multiples of 1 / _QUANTUM cells."""
@@ -140,7 +140,7 @@ def extract_mesh(
 
     vertex_parts, face_parts = [], []
     n_vertices = 0
-    for start, stop in tqdm(candidates, desc="marching cubes", disable=not progress):
+    for start, stop in progress_bar(candidates, desc="marching cubes", disable=not progress):
         volume = _block_volume(start, stop, active, coarse_values, coarse, evaluate)
         if volume.min() >= 0 or volume.max() <= 0:
             continue

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from privhead.config import ReconstructionConfig, StageConfig, config_to_dict
 from privhead.data.cameras import pixel_rays
 from privhead.errors import PrivheadError
 from privhead.field.model import HeadField
 from privhead.privacy.operators import gradient_modulus, operator_margin
+from privhead.progress import progress_bar
 from privhead.render.volume import render_rays
-from privhead.train.data import TrainingViews
+from privhead.train.checkpoint import CHECKPOINT_VERSION, atomic_save, read_checkpoint
 from privhead.train.losses import (
     eikonal_loss,
     gradient_loss,
@@ -26,8 +24,7 @@ from privhead.train.losses import (
     mask_loss,
     rgb_loss,
 )
-
-CHECKPOINT_VERSION = 1
+from privhead.train.views import TrainingViews
 
 
 def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
@@ -54,25 +51,6 @@ def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
             )
         ]
     raise PrivheadError(f"Unknown mode {cfg.mode!r}.")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise PrivheadError(f"Unknown device {name!r}.") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PrivheadError("CUDA was requested but is not available on this machine.")
-    return device
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -291,7 +269,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path: Path) -> None:
-        _atomic_save(
+        atomic_save(
             {
                 "version": CHECKPOINT_VERSION,
                 "config": config_to_dict(self.cfg),
@@ -309,9 +287,7 @@ class Trainer:
         (path.parent / "config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2))
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise PrivheadError(f"{path} is not a privhead checkpoint of a known version.")
+        state = read_checkpoint(path)
         if state["config"] != config_to_dict(self.cfg):
             raise PrivheadError(
                 f"{path} was written with a different config; resume with the same options."
@@ -345,7 +321,7 @@ class Trainer:
                 self.optimizer = self._make_optimizer(stage)
             weights = self._weights(stage)
             start = time.perf_counter() - self.stage_seconds.get(stage.name, 0.0)
-            bar = tqdm(
+            bar = progress_bar(
                 total=stage.steps,
                 initial=self.step,
                 desc=stage.name,
@@ -379,28 +355,3 @@ class Trainer:
             if on_stage_end is not None:
                 on_stage_end(stage.name, self.field)
         return dict(self.stage_seconds)
-
-
-def load_field(path: Path, device: torch.device | str = "cpu"):
-    """Load a trained field from a checkpoint.
-
-    Returns:
-        (field in eval mode with all grid levels active, ReconstructionConfig, scale_mat [4, 4]).
-    """
-    from privhead.config import config_from_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise PrivheadError(f"Checkpoint {path} does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise PrivheadError(f"{path} is not a readable checkpoint ({exc}).") from exc
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise PrivheadError(f"{path} is not a privhead checkpoint of a known version.")
-    cfg = config_from_dict(state["config"])
-    field = HeadField(cfg.field)
-    field.load_state_dict(state["field"])
-    field.geometry.active_levels.fill_(field.geometry.num_levels)
-    field.eval()
-    return field.to(device), cfg, np.asarray(state["scale_mat"], dtype=np.float64)

@@ -128,7 +128,7 @@ def read_dataset_views(path, identity: str, views: str = "sensitive") -> ImageSe
 
 def read_bundle_protected(path, identity: str) -> ImageSet:
     """The protected maps of a privacy bundle (exact values and the operator that made them)."""
-    from privhead.data.bundle import read_bundle
+    from privhead.privacy.bundle import read_bundle
 
     bundle = read_bundle(path)
     names = [bundle.names[i] for i in bundle.protected_indices]

@@ -27,15 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 import privhead
 from privhead.data.cameras import Cameras, check_similarity
 from privhead.errors import PrivheadError
-from privhead.privacy.operators import OperatorConfig, apply_operator, operator_margin
+from privhead.privacy.operators import OperatorConfig, operator_margin, protect_image
 from privhead.privacy.sensitivity import KINDS, NEUTRAL, SENSITIVE, ViewDecision
+from privhead.progress import progress_bar
 
 BUNDLE_FORMAT = "privhead-bundle"
 BUNDLE_VERSION = 1
@@ -137,7 +136,7 @@ def write_bundle(
     height, width = images.shape[1:3]
     work_w, work_h = operator_cfg.working_size(width, height)
     protected_cameras = cameras.scaled(work_w, work_h)
-    file_names = _file_names(names)
+    file_names = view_file_stems(names)
 
     tmp = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
@@ -147,7 +146,7 @@ def write_bundle(
         raise PrivheadError(f"Cannot create the bundle folder {out_dir} ({exc}).") from exc
     try:
         view_entries = []
-        for decision in tqdm(decisions, desc="protect", unit="view", disable=not progress):
+        for decision in progress_bar(decisions, desc="protect", unit="view", disable=not progress):
             i = decision.index
             entry = {
                 "index": i,
@@ -160,7 +159,7 @@ def write_bundle(
                 entry.update(_write_neutral(tmp, file_names[i], images[i], masks, i))
                 entry.update(_camera_entry(cameras, i))
             else:
-                protected = _protect(images[i], operator_cfg)
+                protected = protect_image(images[i], operator_cfg)
                 entry.update(_write_protected(tmp, file_names[i], protected))
                 entry.update(_camera_entry(protected_cameras, i))
             view_entries.append(entry)
@@ -253,17 +252,14 @@ def _looks_like_bundle(path: Path) -> bool:
         return False
 
 
-def _file_names(names: list[str]) -> list[str]:
-    """File stems: the view names when safe and unique, else 000000, 000001, ..."""
+def view_file_stems(names: list[str]) -> list[str]:
+    """File stems of views: the view names when safe and unique, else 000000, 000001, ...
+
+    Every file derived from a view (bundle maps, reconstruction renders) is named by this
+    stem, so files of the same view pair up by name.
+    """
     safe = all(_SAFE_NAME.fullmatch(n) for n in names) and len(set(names)) == len(names)
     return list(names) if safe else [f"{i:06d}" for i in range(len(names))]
-
-
-def _protect(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray:
-    """[h, w] float32 protected map of one [H, W, 3] image."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
-    with torch.no_grad():
-        return apply_operator(tensor[None], cfg)[0, 0].numpy()
 
 
 def _write_neutral(root: Path, stem: str, image: np.ndarray, masks, index: int) -> dict:

@@ -1,4 +1,8 @@
-"""What the trainer sees: RGB views and protected views as tensors, in the normalised frame."""
+"""What the trainer sees: RGB views and protected views as tensors, in the normalised frame.
+
+Built from a privacy bundle (:func:`views_from_bundle`) or, for the full-RGB baseline, from the
+original dataset (:func:`views_from_dataset`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from privhead.data.cameras import Cameras, normalize_cameras
+from privhead.data.cameras import Cameras, estimate_normalization, normalize_cameras
+from privhead.data.formats import HeadDataset
 from privhead.errors import PrivheadError
+from privhead.privacy.bundle import PrivacyBundle
 from privhead.privacy.operators import OperatorConfig
 
 
@@ -95,4 +101,45 @@ def make_training_views(
         protected_c2w=torch.as_tensor(pc2w).to(**f32),
         operator=operator,
         scale_mat=np.asarray(scale_mat, dtype=np.float64),
+    )
+
+
+def _scale_mat_or_estimate(scale_mat, cameras: Cameras, masks) -> np.ndarray:
+    if scale_mat is not None:
+        return np.asarray(scale_mat, dtype=np.float64)
+    return estimate_normalization(cameras, masks=masks)
+
+
+def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingViews:
+    """Training views of a privacy bundle: neutral RGB (+ masks) and protected maps."""
+    if len(bundle.neutral_images):
+        scale_mat = _scale_mat_or_estimate(
+            bundle.scale_mat, bundle.neutral_cameras, bundle.neutral_masks
+        )
+    else:
+        scale_mat = _scale_mat_or_estimate(bundle.scale_mat, bundle.protected_cameras, None)
+    return make_training_views(
+        bundle.neutral_images,
+        bundle.neutral_masks,
+        bundle.neutral_cameras,
+        bundle.protected_maps,
+        bundle.protected_cameras,
+        bundle.operator,
+        scale_mat,
+        device,
+    )
+
+
+def views_from_dataset(dataset: HeadDataset, device: torch.device) -> TrainingViews:
+    """Training views of the full-RGB baseline: every view of the original dataset as RGB."""
+    scale_mat = _scale_mat_or_estimate(dataset.scale_mat, dataset.cameras, dataset.masks)
+    return make_training_views(
+        dataset.images,
+        dataset.masks,
+        dataset.cameras,
+        np.zeros((0, 1, 1), dtype=np.float32),
+        None,
+        None,
+        scale_mat,
+        device,
     )

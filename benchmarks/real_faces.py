@@ -135,9 +135,10 @@ class Source:
 
 # How identities were decided: from the file names and the packages' docs, never by running face
 # recognition. face_recognition's tests name their photos after the person (obama*.jpg, biden.jpg;
-# its README and tests say obama.jpg, obama2.jpg and obama3.jpg are Obama). Looking at them showed
-# which files are the same photo: 32bit.png is obama2.jpg again (same 626x1200 frame, saved as
-# RGBA to test 32-bit PNG loading) and obama_partial_face*.jpg are crops of obama.jpg, so only
+# its test_face_distance expects obama.jpg, obama2.jpg and obama3.jpg to match each other and not
+# biden.jpg). Looking at them showed which files are the same photo: 32bit.png is obama2.jpg
+# again (same 626x1200 frame, saved as RGBA to test 32-bit PNG loading) and
+# obama_partial_face*.jpg are crops of obama.jpg (tests of partial faces), so only
 # obama.jpg, obama2.jpg and obama3.jpg count, three distinct photos (a podium speech, arms crossed
 # in front of flags, standing under a chandelier). insightface names Tom_Hanks_54745.png after
 # its subject; t1.jpg is its demo group photo (six people, the cast of the sitcom Friends, none of

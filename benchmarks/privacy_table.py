@@ -2,7 +2,9 @@
 every head, pooled.
 
 For each head: originals = its sensitive views (views.json); protected maps = the bundle that
-``privacy`` would write (the real :func:`write_bundle` / :func:`read_bundle` path); the inversion
+``privhead protect`` writes (the library's :func:`protect_dataset`, face detectors included, then
+:func:`read_bundle`; maps of views only a detector protected are left out of the pairing); the
+inversion
 attack on those maps; GT-mesh renders (``gt_mesh.ply`` through ``render_mesh`` from the same
 cameras) as a stand-in for mesh renders, labelled as such. Renders of a reconstruction are added
 when ``--renders-root ROOT/HEAD/{renders,mesh_renders,baseline_renders}`` folders exist. The
@@ -24,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import _runs
 import numpy as np
 import torch
 
@@ -46,7 +49,6 @@ from privhead.privacy.audit import (
     verification_table,
     write_report,
 )
-from privhead.privacy.bundle import write_bundle
 from privhead.privacy.faces import (
     load_detectors,
     load_recognizers,
@@ -54,7 +56,7 @@ from privhead.privacy.faces import (
     verification_rates,
 )
 from privhead.privacy.operators import OperatorConfig
-from privhead.privacy.sensitivity import classify_dataset
+from privhead.privacy.protect import protect_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
@@ -210,8 +212,7 @@ def main(argv=None) -> int:
         sensitive = [dataset.names[i] for i in dataset.views["sensitive_indices"]]
         sets[name] = originals_all.subset(sensitive)
         bundle_dir = out / "bundles" / name
-        decisions = classify_dataset(dataset)
-        write_bundle(dataset, decisions, operator_cfg, bundle_dir, overwrite=True)
+        protect_dataset(dataset, bundle_dir, operator_cfg, detector="auto", overwrite=True)
         protected_sets[name] = read_bundle_protected(bundle_dir, identity)
         meshes[name] = gt_mesh_renders(dataset, sets[name])
     lfw = lfw_impostors(args.lfw) if args.lfw else None
@@ -288,9 +289,12 @@ def main(argv=None) -> int:
             "",
         ]
     elapsed = time.perf_counter() - start
+    git = _runs.git_state()
+    commit = f"{git['commit'] or 'unknown'}{' (dirty tree)' if git['dirty'] else ''}"
     sections.append(
-        f"_Measured by `benchmarks/privacy_table.py` in {elapsed / 60:.1f} min on a 2-core CPU "
-        f"(torch threads 1); detectors: {', '.join(detector_names)}; models: {', '.join(models)}._"
+        f"_Measured by `benchmarks/privacy_table.py` in {elapsed / 60:.1f} min at commit "
+        f"`{commit}` on {_runs.describe_machine(_runs.machine_info('cpu'))}; detectors: "
+        f"{', '.join(detector_names)}; models: {', '.join(models)}._"
     )
     table = "\n".join(sections)
     (out / "privacy_table.md").write_text(table + "\n")

@@ -2,11 +2,15 @@
 
 Table 1 (stage 1, stage 2, full-RGB baseline), the Fig. 7 loss ablation, the Fig. 4 Lipschitz
 ablation, Fig. 5 (fewer neutral views) and the protected-map resolution (64 vs 128 px). Every
-configuration runs in its own process (``bench_reconstruct.run_single``: protect -> reconstruct ->
-face-region Chamfer per stage) and leaves ``OUT/<run>/record.json``; rerunning the same command
-skips the runs that have a record, so an interrupted reproduction resumes where it stopped
-(``--force`` reruns them). The page (``--docs``) gets the tables, the run times, a generated
-comparison with the paper per table, and ``figures/table1.png`` beside it (like the paper's Fig. 2).
+configuration is a :class:`_runs.RunSpec` executed by the shared runner (``benchmarks/_runs.py``:
+``protect_dataset`` with the face detectors -> ``reconstruct`` -> the official face Chamfer of
+every stage mesh, each run in its own process). Records are cached in ``--out`` under a key of the
+resolved config, operator, dataset and git commit, so rerunning the same command on the same clean
+commit skips the finished runs and an interrupted reproduction resumes where it stopped
+(``--force`` reruns them; a dirty tree or a new commit reruns everything). The page (``--docs``)
+gets the tables, the run times, a comparison with the paper computed from the records, the
+machine and commit they were measured on, and ``figures/table1.png`` beside it (like the paper's
+Fig. 2).
 
     python benchmarks/reproduce_paper.py --preset fast --out runs/paper --docs docs/results.md
 """
@@ -14,20 +18,16 @@ comparison with the paper per table, and ``figures/table1.png`` beside it (like 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
-import platform
 import re
 import shlex
-import shutil
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _runs
 import numpy as np
 
 EXPERIMENTS = {
@@ -52,17 +52,20 @@ PAPER_FIG4 = ((0.70, 0.78), (0.77, 0.83))
 """Paper Fig. 4: Chamfer distance (with, without) the Lipschitz term, two examples."""
 
 TABLE1_FOLDER = "r64_v30"
-"""Dataset folder of every head used by Table 1 and the ablations (30 views at 64 x 64)."""
+"""Dataset folder of every head used by Table 1 and the ablations."""
 
 RESOLUTION_FOLDER = "r256_v30"
-"""Dataset folder of the resolution experiment (the same 30 cameras at 256 x 256)."""
+"""Dataset folder of the resolution experiment (the same cameras at a higher resolution)."""
 
 FIGURE_TILE = 192
 """Side of one tile of the Table 1 figure, in pixels."""
 
-ANALYSIS_START = "<!-- analysis:{name} -->"
+ANALYSIS_START = "<!-- analysis:{name} commit={commit} -->"
+ANALYSIS_START_RE = r"<!-- analysis:{name}(?: commit=(?P<commit>\S+))? -->"
 ANALYSIS_END = "<!-- /analysis:{name} -->"
-ANALYSIS_PLACEHOLDER = "_Analysis: to be written._"
+ANALYSIS_PLACEHOLDER = "_Analysis: to be written (about the numbers measured at this commit)._"
+"""A hand-written analysis block is kept when the page is regenerated only while it is stamped
+with the commit of the records it discusses; with new records it is replaced by this."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,43 +74,14 @@ ANALYSIS_PLACEHOLDER = "_Analysis: to be written._"
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One reconstruction run: what ``bench_reconstruct.run_single`` is called with."""
+class Run:
+    """A planned run: its spec and its cache key (the key of the records it is looked up by)."""
 
-    head: str
-    """Dataset folder."""
-    mode: str
-    """two-stage | full-rgb | gradient-only | joint."""
-    preset: str
-    overrides: tuple[str, ...] = ()
-    """Config overrides ``section.field=value``."""
-    neutral_count: int | None = None
-    """Keep only the first this many neutral views of views.json (None: all)."""
-    operator_resolution: int | None = None
-    """Working resolution of the protected maps (None: the operator's default, 64)."""
-
-    @property
-    def key(self) -> str:
-        """Folder name of the run under ``--out``: readable and unique per configuration."""
-        head = Path(self.head)
-        parts = [head.parent.name, head.name, self.mode]
-        parts += [re.sub(r"[^A-Za-z0-9.]+", "-", item) for item in self.overrides]
-        if self.neutral_count is not None:
-            parts.append(f"neutral{self.neutral_count}")
-        if self.operator_resolution is not None:
-            parts.append(f"op{self.operator_resolution}")
-        parts.append(self.preset)
-        return "_".join(parts)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunSpec:
-        return cls(**{**data, "overrides": tuple(data.get("overrides", ()))})
+    spec: _runs.RunSpec
+    key: str
 
 
-Plan = dict[str, dict[tuple[str, str], RunSpec]]
+Plan = dict[str, dict[tuple[str, str], Run]]
 """Experiment -> {(head name, variant): run}."""
 
 
@@ -130,14 +104,15 @@ def neutral_view_count(head: Path) -> int:
     return len(json.loads((head / "views.json").read_text())["neutral_indices"])
 
 
-def plan_runs(args) -> Plan:
-    """Every experiment's runs. A configuration shared by several experiments (the two-stage run
-    on ict_s0 is Table 1, Fig. 7, Fig. 4 and Fig. 5's "all" at once) has one key, so it runs once.
-    """
-    from privhead.privacy.operators import OperatorConfig
+def plan_runs(args, git: dict) -> Plan:
+    """Every experiment's runs. Configurations that resolve to the same key (the two-stage run
+    on ict_s0 is Table 1, Fig. 7, Fig. 4 and Fig. 5's "all" at once; the default operator
+    resolution is the 64 px variant) run once."""
 
-    def spec(head: Path, mode: str = "two-stage", **kwargs) -> RunSpec:
-        return RunSpec(str(head), mode, args.preset, **kwargs)
+    def spec(head: Path, mode: str = "two-stage", overrides=(), **kwargs) -> Run:
+        overrides = (*args.overrides, *overrides)  # an experiment's own override wins
+        run = _runs.RunSpec(str(head), mode, args.preset, overrides, device=args.device, **kwargs)
+        return Run(run, _runs.run_key(_runs.key_material(run, git)))
 
     plan: Plan = {}
     if "table1" in args.only:
@@ -171,140 +146,24 @@ def plan_runs(args) -> Plan:
                     plan["neutral_views"][(name, str(count))] = spec(head, neutral_count=count)
     if "resolution" in args.only:
         plan["resolution"] = {}
-        default_resolution = OperatorConfig().resolution
         for name in args.ablation_heads:
             if not (args.data / name / RESOLUTION_FOLDER).is_dir():
                 print(f"resolution: {name} has no {RESOLUTION_FOLDER} folder; skipped")
                 continue
             head = head_folder(args.data, name, RESOLUTION_FOLDER)
             for resolution in args.operator_resolutions:
-                operator = None if resolution == default_resolution else resolution
                 plan["resolution"][(name, str(resolution))] = spec(
-                    head, operator_resolution=operator
+                    head, operator={"resolution": resolution}
                 )
     return plan
 
 
-def unique_runs(plan: Plan) -> list[RunSpec]:
-    runs: dict[str, RunSpec] = {}
+def unique_runs(plan: Plan) -> list[Run]:
+    runs: dict[str, Run] = {}
     for entries in plan.values():
         for run in entries.values():
             runs.setdefault(run.key, run)
     return list(runs.values())
-
-
-def load_record(run_dir: Path, run: RunSpec) -> dict | None:
-    """The cached record of ``run``, or None when there is none (or it is of another run)."""
-    path = run_dir / "record.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
-        return None
-    return record if record.get("spec") == run.to_dict() else None
-
-
-def execute(run: RunSpec, out: Path, device: str, force: bool) -> tuple[dict | None, bool]:
-    """Run one configuration in a subprocess unless its record is cached.
-
-    Returns:
-        (record or None when the run failed, whether it came from the cache).
-    """
-    run_dir = out / run.key
-    record = None if force else load_record(run_dir, run)
-    if record is not None:
-        return record, True
-    if run_dir.exists():  # an interrupted or outdated run: start it again from scratch
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / "spec.json").write_text(json.dumps(run.to_dict(), indent=2))
-    command = [sys.executable, str(Path(__file__).resolve()), "--single", str(run_dir)]
-    command += ["--device", device]
-    with open(run_dir / "log.txt", "w") as log:
-        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if completed.returncode != 0:
-        tail = (run_dir / "log.txt").read_text().strip().splitlines()[-5:]
-        print(f"  FAILED (exit {completed.returncode}); {run_dir / 'log.txt'} ends with:")
-        for line in tail:
-            print(f"    {line}")
-        return None, False
-    return json.loads((run_dir / "record.json").read_text()), False
-
-
-def machine_info(device: str) -> dict:
-    """CPU, torch and accelerator of this process (recorded with every run)."""
-    import torch
-
-    cpu_model = platform.processor() or None
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), flags=re.MULTILINE)
-        cpu_model = models[0].strip() if models else cpu_model
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_available": available,
-        "cpu_model": cpu_model,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-    }
-
-
-def run_one(run_dir: Path, device: str) -> None:
-    """The ``--single`` entry: run ``run_dir/spec.json`` here and write ``record.json``."""
-    start = time.perf_counter()
-    from bench_reconstruct import run_single
-
-    from privhead.device import resolve_device
-
-    run = RunSpec.from_dict(json.loads((run_dir / "spec.json").read_text()))
-    device = str(resolve_device(device))
-    head = Path(run.head)
-    record = run_single(
-        head,
-        run.mode,
-        run.preset,
-        run_dir,
-        device,
-        list(run.overrides),
-        neutral_count=run.neutral_count,
-        operator_resolution=run.operator_resolution,
-    )
-    mm_per_unit = json.loads((head / "face_region.json").read_text()).get("mm_per_unit")
-    manifest_path = run_dir / "bundle" / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        views = {
-            "n_neutral": manifest["n_neutral"],
-            "n_protected": manifest["n_protected"],
-            "protected_resolution": manifest["working_resolution"],
-        }
-    else:  # full-RGB baseline: every view as RGB
-        views = {"n_neutral": neutral_view_count(head), "n_protected": 0}
-        views["n_rgb"] = len(json.loads((head / "views.json").read_text())["views"])
-    record.update(
-        key=run.key,
-        spec=run.to_dict(),
-        mm_per_unit=mm_per_unit,
-        face_chamfer_mm=(
-            {stage: cd * mm_per_unit for stage, cd in record["face_chamfer"].items()}
-            if mm_per_unit
-            else None
-        ),
-        stage_meshes={stage: f"run/mesh_{stage}.ply" for stage in record["face_chamfer"]},
-        views=views,
-        machine=machine_info(device),
-        finished_at=datetime.datetime.now().isoformat(timespec="seconds"),
-        process_seconds=time.perf_counter() - start,
-    )
-    # Written under another name first: a killed run never leaves a record that looks complete.
-    partial = run_dir / "record.json.partial"
-    partial.write_text(json.dumps(record, indent=2))
-    partial.replace(run_dir / "record.json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,10 +181,9 @@ class Chamfer:
 
 
 def chamfer(record: dict | None, stage: str) -> Chamfer | None:
-    if record is None or stage not in record.get("face_chamfer", {}):
-        return None
-    mm = (record.get("face_chamfer_mm") or {}).get(stage)
-    return Chamfer(record["face_chamfer"][stage], mm)
+    """The stage's face Chamfer (``privhead.eval.metrics.face_chamfer``) stored in the record."""
+    units = _runs.chamfer_units(record, stage)
+    return None if units is None else Chamfer(units, _runs.chamfer_mm(record, stage))
 
 
 def mean_chamfer(values: list[Chamfer]) -> Chamfer | None:
@@ -513,8 +371,15 @@ def ablation_losses_section(entries, records) -> tuple[str, str]:
     return table, "\n".join(text)
 
 
-def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tuple[str, str]:
+def ablation_lipschitz_section(entries, records) -> tuple[str, str]:
     heads = list(dict.fromkeys(name for name, _ in entries))
+    weights = sorted(
+        {
+            records[run.key]["config"]["stage2"]["lipschitz_weight"]
+            for (_, variant), run in entries.items()
+            if variant == "with" and run.key in records
+        }
+    )
     lines = [
         "| head | stage 1 (with / without) | stage 2 with L_lip | stage 2 without L_lip "
         "| change | run s (with / without) |",
@@ -538,12 +403,19 @@ def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tup
     paper_changes = [without / with_ - 1 for with_, without in PAPER_FIG4]
     for (with_, without), change in zip(PAPER_FIG4, paper_changes, strict=True):
         lines.append(f"| paper | | {with_:.2f} | {without:.2f} | {change * 100:+.0f} % | |")
+    weight = ", ".join(f"{w:g}" for w in weights) or "—"
     table = "\n".join(lines) + (
-        f"\n\nWith L_lip: stage 2 weight lambda_3 = {lipschitz_weight:g} (this preset); without: "
+        f"\n\nWith L_lip: stage 2 weight lambda_3 = {weight} (the runs' config); without: "
         "lambda_3 = 0 (`stage2.lipschitz_weight=0`), everything else equal."
     )
     if not changes:
         return table, "No head has both results yet."
+    used = [
+        records[run.key]
+        for (head, _), run in entries.items()
+        if head in changes and run.key in records
+    ]
+    seeds = ", ".join(str(s) for s in sorted({r["config"]["seed"] for r in used}))
     n = len(changes)
     rises = sum(c > 0 for c in changes.values())
     mean = float(np.mean(list(changes.values())))
@@ -552,7 +424,7 @@ def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tup
         f"- Without the Lipschitz term the stage 2 distance rises on {count_phrase(rises, n)} "
         f"heads (mean change {mean * 100:+.1f} %; paper {paper}): the paper's pattern "
         f"{'holds' if rises == n else 'holds only partly' if rises else 'does not hold'}.\n"
-        f"- Each configuration is one run with seed 0; the spread over seeds is not measured "
+        f"- Each configuration is one run (seed {seeds}); the spread over seeds is not measured "
         f"here, so a change of a few per cent may be within it."
     )
     return table, text
@@ -560,18 +432,22 @@ def ablation_lipschitz_section(entries, records, lipschitz_weight: float) -> tup
 
 def neutral_views_section(entries, records) -> tuple[str, str]:
     heads = list(dict.fromkeys(name for name, _ in entries))
-    lines = ["| head | neutral views | stage 1 | stage 2 | run s |", "|---|---|---|---|---|"]
+    lines = [
+        "| head | RGB (neutral) views | protected maps | stage 1 | stage 2 | run s |",
+        "|---|---|---|---|---|---|",
+    ]
     text = []
     for name in heads:
         variants = [variant for head, variant in entries if head == name]
         rows = []
         for variant in variants:
             record = records.get(entries[(name, variant)].key)
-            count = record["views"]["n_neutral"] if record else variant
+            count = record["views"]["n_rgb"] if record else variant
+            protected = record["views"]["n_protected"] if record else "—"
             s1, s2 = chamfer(record, "stage1"), chamfer(record, "stage2")
             rows.append((count, s1, s2))
             lines.append(
-                f"| {name} | {count} | {format_chamfer(s1)} | {format_chamfer(s2)} "
+                f"| {name} | {count} | {protected} | {format_chamfer(s1)} | {format_chamfer(s2)} "
                 f"| {format_seconds(record)} |"
             )
         complete = [row for row in rows if row[1] and row[2]]
@@ -590,7 +466,8 @@ def neutral_views_section(entries, records) -> tuple[str, str]:
         )
     table = "\n".join(lines) + (
         "\n\nEvery sensitive view is kept (as a protected map); the neutral views kept are the "
-        "first ones listed in views.json. Paper: 15 and 10 neutral views, no numbers given."
+        "first ones listed in views.json (counts: the views each run actually sent, after the "
+        "face detectors). Paper: 15 and 10 neutral views, no numbers given."
     )
     return table, "\n".join(text)
 
@@ -601,15 +478,19 @@ def resolution_section(entries, records) -> tuple[str, str]:
         "| head | protected maps | stage 1 | stage 2 | run s |",
         "|---|---|---|---|---|",
     ]
-    text = []
+    text, rgb_sizes = [], set()
     for name in heads:
         variants = [variant for head, variant in entries if head == name]
         values = []
         for variant in variants:
             record = records.get(entries[(name, variant)].key)
             s1, s2 = chamfer(record, "stage1"), chamfer(record, "stage2")
+            size = f"{variant} px (planned)"
+            if record and record["views"].get("protected_resolution"):
+                w, h = record["views"]["protected_resolution"]
+                size, variant = f"{w} x {h} px", str(max(w, h))
+                rgb_sizes.add((record["views"]["n_rgb"], *record["views"]["image_size"]))
             values.append((variant, s1, s2))
-            size = f"{variant} x {variant} px"
             lines.append(
                 f"| {name} ({RESOLUTION_FOLDER}) | {size} | {format_chamfer(s1)} "
                 f"| {format_chamfer(s2)} | {format_seconds(record)} |"
@@ -626,27 +507,36 @@ def resolution_section(entries, records) -> tuple[str, str]:
             f"64 px only, so there is no number to compare with; finer maps also carry more of "
             f"the face to the server (see docs/privacy.md)."
         )
-    table = "\n".join(lines) + (
-        "\n\nThe neutral views stay RGB at the full 256 px; only the sensitive views' protected "
-        "maps change resolution."
-    )
+    table = "\n".join(lines)
+    if rgb_sizes:
+        sent = ", ".join(f"{n} RGB views at {w} x {h} px" for n, w, h in sorted(rgb_sizes))
+        table += (
+            f"\n\nEvery run sent {sent} (the neutral views, at the dataset's resolution); only "
+            "the protected maps change resolution."
+        )
     return table, "\n".join(text)
 
 
-def runs_table(runs: list[RunSpec], records: dict, cached: set[str]) -> str:
+def runs_table(runs: list[Run], records: dict, cached: set[str]) -> str:
     lines = [
-        "| run | device | protect s | stage s | final mesh s | process s | from cache |",
-        "|---|---|---|---|---|---|---|",
+        "| run | key | device | views sent | protect s | stage s | final mesh s | process s "
+        "| peak RSS GiB | from cache |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         record = records.get(run.key)
         if record is None:
-            lines.append(f"| {run.key} | — | — | — | — | failed or missing | |")
+            lines.append(
+                f"| {run.spec.label} | {run.key} | — | — | — | — | — | failed or missing |"
+            )
             continue
         stages = ", ".join(f"{k} {v:.0f}" for k, v in record["stage_seconds"].items())
+        views = record["views"]
+        sent = f"{views['n_rgb']} RGB + {views['n_protected']} protected"
         lines.append(
-            f"| {run.key} | {record['device']} | {record['protect_seconds']:.0f} | {stages} "
-            f"| {record['mesh_seconds']:.0f} | {record['process_seconds']:.0f} "
+            f"| {run.spec.label} | {record['key']} | {record['machine']['device']} | {sent} "
+            f"| {record['protect_seconds']:.0f} | {stages} | {record['mesh_seconds']:.0f} "
+            f"| {record['process_seconds']:.0f} | {record['peak_rss_gib']:.2f} "
             f"| {'yes' if run.key in cached else 'no'} |"
         )
     return "\n".join(lines)
@@ -703,14 +593,17 @@ def make_table1_figure(
     columns += [("full-RGB", "full-rgb", "full-rgb")]
     tiles, row_names, view_ids = [], [], []
     for name in heads:
-        head = Path(entries[(name, "two-stage")].head)
+        head = Path(entries[(name, "two-stage")].spec.dataset)
         dataset = load_dataset(head)
         views = figure_views(dataset.views or {})
         meshes = {}
         for label, mode, stage in columns:
-            key = entries[(name, mode)].key
-            record = records.get(key)
-            path = None if record is None else runs_dir / key / record["stage_meshes"][stage]
+            run = entries[(name, mode)]
+            record = records.get(run.key)
+            path = None
+            if record is not None:
+                folder = _runs.run_dir(run.spec, runs_dir, record["key"])
+                path = folder / record["stage_meshes"][stage]
             meshes[label] = (load_mesh(path) if path and path.is_file() else None, record, stage)
         meshes["GT mesh"] = (load_mesh(head / "gt_mesh.ply"), None, None)
         cameras = dataset.cameras.scaled(tile, tile)
@@ -758,65 +651,131 @@ def make_table1_figure(
 # --------------------------------------------------------------------------------------------
 
 
-def kept_analysis(docs: Path) -> dict[str, str]:
-    """The hand-written analysis blocks of an existing page, kept when it is regenerated."""
+def kept_analysis(docs: Path, commit: str | None) -> tuple[dict[str, str], list[str]]:
+    """The hand-written analysis blocks of an existing page that discuss the numbers shown now.
+
+    A block is kept only when its start marker is stamped with ``commit``, the commit every
+    record on the page was measured at; blocks written about other numbers (another commit,
+    unstamped, or records of several commits) are dropped so that no stale number survives.
+
+    Returns:
+        ({experiment: block text}, one line per dropped block).
+    """
     if not docs.is_file():
-        return {}
+        return {}, []
     text = docs.read_text()
-    blocks = {}
+    blocks, dropped = {}, []
     for name in EXPERIMENTS:
-        start, end = ANALYSIS_START.format(name=name), ANALYSIS_END.format(name=name)
-        match = re.search(re.escape(start) + r"\n(.*?)\n?" + re.escape(end), text, flags=re.S)
-        if match:
-            blocks[name] = match.group(1)
-    return blocks
+        start = ANALYSIS_START_RE.format(name=re.escape(name))
+        end = re.escape(ANALYSIS_END.format(name=name))
+        match = re.search(start + r"\n(.*?)\n?" + end, text, flags=re.S)
+        if not match or match.group(2).strip() == ANALYSIS_PLACEHOLDER:
+            continue
+        if commit is not None and match.group("commit") == commit:
+            blocks[name] = match.group(2)
+        else:
+            stamp = match.group("commit") or "no commit"
+            dropped.append(
+                f"analysis of {name} dropped: written for {stamp}, the records are of "
+                f"{commit or 'several commits or a dirty tree'}"
+            )
+    return blocks, dropped
 
 
-def describe_machines(records: dict) -> list[str]:
-    seen = []
-    for record in records.values():
-        m = record.get("machine")
-        if not m:
+def records_commit(records: dict) -> str | None:
+    """The commit of every record, when they share one and none was made from a dirty tree."""
+    commits = {(r["commit"], r["dirty"]) for r in records.values()}
+    if len(commits) != 1:
+        return None
+    commit, dirty = commits.pop()
+    return None if dirty else commit
+
+
+def describe_commits(records: dict) -> str:
+    counts: dict[str, int] = {}
+    for r in records.values():
+        label = f"`{r['commit'] or 'unknown'}`" + (" (dirty tree)" if r["dirty"] else "")
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{label} ({n} runs)" for label, n in counts.items()) or "—"
+
+
+def describe_configs(records: dict) -> list[str]:
+    """Steps, mesh resolution and seed of the two-stage runs' configs (as measured)."""
+    seen = {}
+    for r in records.values():
+        c = r["config"]
+        if c["mode"] != "two-stage":
             continue
         line = (
-            f"{m['cpu_count']} CPUs ({m['cpus_available']} available to the runs"
-            f"{', ' + m['cpu_model'] if m.get('cpu_model') else ''}), torch {m['torch']} with "
-            f"{m['torch_threads']} threads (OMP_NUM_THREADS={m['omp_num_threads'] or 'unset'}), "
-            f"device {m['device']}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}"
+            f"`{c['preset']}` (stage 1 {c['stage1']['steps']} steps, stage 2 "
+            f"{c['stage2']['steps']} steps, marching cubes {c['mesh_resolution']}^3), "
+            f"seed {c['seed']}"
         )
-        if line not in seen:
-            seen.append(line)
-    return seen
+        seen[line] = seen.get(line, 0) + 1
+    return [f"{line} ({n} two-stage runs)" for line, n in seen.items()]
+
+
+def describe_data(records: dict) -> list[str]:
+    """Per dataset folder: the views it had and what the runs sent (from the records)."""
+    seen: dict[str, list[str]] = {}
+    for r in records.values():
+        v = r["views"]
+        folder = Path(r["spec"]["dataset"])
+        line = f"{v['n_views']} views at {v['image_size'][0]}x{v['image_size'][1]} px" + (
+            f" (views.json: {v['n_sensitive_listed']} sensitive, {v['n_neutral_listed']} neutral)"
+            if v.get("n_sensitive_listed") is not None
+            else ""
+        )
+        seen.setdefault(line, [])
+        if folder.name not in seen[line]:
+            seen[line].append(folder.name)
+    return [f"{line}: {', '.join(f'`{n}`' for n in names)}" for line, names in seen.items()]
+
+
+def describe_region(records: dict) -> str:
+    radii = sorted({round(r, 1) for r in map(_runs.face_radius_mm, records.values()) if r})
+    if not radii:
+        return "the dataset's `face_region.json` sphere"
+    return (
+        "the dataset's `face_region.json` sphere ("
+        + " / ".join(f"{r:g}" for r in radii)
+        + " mm around the nose tip)"
+    )
 
 
 def write_page(args, plan: Plan, runs, records, cached, figure: Path | None) -> str:
     """Write ``args.docs`` and return the generated comparisons (for the terminal)."""
-    from privhead.config import get_preset
-
-    cfg = get_preset(args.preset)
     command = "python " + shlex.join([sys.argv[0], *sys.argv[1:]])
     if os.environ.get("OMP_NUM_THREADS"):
         command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
-    machines = describe_machines(records) or ["(no finished run)"]
-    kept = kept_analysis(args.docs)
+    machines = list(
+        dict.fromkeys(_runs.describe_machine(r["machine"]) for r in records.values())
+    ) or ["(no finished run)"]
+    commit = records_commit(records)
+    kept, dropped = kept_analysis(args.docs, commit)
+    for line in dropped:
+        print(line)
+    configs = describe_configs(records) or ["(no finished two-stage run)"]
     lines = [
         "# Reproducing the paper's experiments",
         "",
-        "Generated by `benchmarks/reproduce_paper.py` (rerun it to update this page; the tables "
-        "and the pattern lines are rewritten, the analysis blocks are kept):",
+        "Generated by `benchmarks/reproduce_paper.py` from its run records (rerun it to update "
+        "this page; the tables and the pattern lines are rewritten, an analysis block is kept "
+        "only while it is stamped with the commit of the records):",
         "",
         f"    {command}",
         "",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- preset: `{args.preset}` (stage 1 {cfg.stage1.steps} steps, stage 2 "
-        f"{cfg.stage2.steps} steps, marching cubes {cfg.mesh_resolution}^3), seed {cfg.seed}, "
-        "one run per configuration",
+        f"- commit: {describe_commits(records)}",
+        f"- config: {configs[0]}",
+        *[f"- also: {line}" for line in configs[1:]],
+        "- one run per configuration",
         f"- machine: {machines[0]}",
         *[f"- also: {line}" for line in machines[1:]],
-        f"- data: `{args.data}` (synthetic ICT-FaceKit heads, 30 views: 20 sensitive, 10 neutral)",
-        "- metric: face-region Chamfer distance (mean of accuracy and completeness) against "
-        "`gt_mesh.ply`, query points restricted to the dataset's `face_region.json` sphere "
-        "(95 mm around the nose tip, as H3DS); world units, and mm via its `mm_per_unit`. "
+        f"- data: `{args.data}`: " + "; ".join(describe_data(records) or ["(no finished run)"]),
+        "- metric: face-region Chamfer distance (`privhead.eval.metrics.face_chamfer`: mean of "
+        f"accuracy and completeness) against `gt_mesh.ply`, query points restricted to "
+        f"{describe_region(records)}; world units, and mm via its `mm_per_unit`. "
         "Paper numbers are in their own units (FaceScape x1e-3, H3DS mm): compare ratios.",
         f"- runs: {len(runs)} ({sum(r.key in cached for r in runs)} from the cache in `{args.out}`"
         f", {sum(r.key not in records for r in runs)} failed or missing)",
@@ -825,9 +784,7 @@ def write_page(args, plan: Plan, runs, records, cached, figure: Path | None) -> 
     sections = {
         "table1": lambda e: table1_section(e, records),
         "ablation_losses": lambda e: ablation_losses_section(e, records),
-        "ablation_lipschitz": lambda e: ablation_lipschitz_section(
-            e, records, cfg.stage2.lipschitz_weight
-        ),
+        "ablation_lipschitz": lambda e: ablation_lipschitz_section(e, records),
         "neutral_views": lambda e: neutral_views_section(e, records),
         "resolution": lambda e: resolution_section(e, records),
     }
@@ -848,7 +805,7 @@ def write_page(args, plan: Plan, runs, records, cached, figure: Path | None) -> 
             ]
         lines += ["### Does it show the paper's pattern?", "", pattern, ""]
         lines += [
-            ANALYSIS_START.format(name=name),
+            ANALYSIS_START.format(name=name, commit=commit or "none"),
             kept.get(name, ANALYSIS_PLACEHOLDER),
             ANALYSIS_END.format(name=name),
             "",
@@ -878,7 +835,7 @@ def comma_ints(text: str) -> list[int]:
         ) from None
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -894,16 +851,21 @@ def main() -> int:
     parser.add_argument("--neutral-counts", type=comma_ints, default=[6, 3])
     parser.add_argument("--operator-resolutions", type=comma_ints, default=[64, 128])
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides applied to every run (privhead.config.apply_overrides), e.g. "
+        "stage1.steps=10 for a smoke test",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/paper"), help="run cache")
     parser.add_argument("--docs", type=Path, default=Path("docs/results.md"))
     parser.add_argument("--force", action="store_true", help="rerun cached configurations")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
-    parser.add_argument("--single", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.single is not None:
-        run_one(args.single, args.device)
-        return 0
+    args = parser.parse_args(argv)
 
     unknown = [name for name in args.only if name not in EXPERIMENTS]
     if unknown:
@@ -913,19 +875,30 @@ def main() -> int:
     if args.preset not in PRESETS:
         parser.error(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
     args.data = args.data.resolve()
-    plan = plan_runs(args)
+    git = _runs.git_state()
+    plan = plan_runs(args, git)
     runs = unique_runs(plan)
     records, cached = {}, set()
-    print(f"{len(runs)} runs ({args.preset} preset) in {args.out}", flush=True)
+    print(
+        f"{len(runs)} runs ({args.preset} preset) in {args.out}; commit {git['commit']}"
+        + (
+            f", dirty tree ({len(git['changes'])} changes): nothing is served from the cache"
+            if git["dirty"]
+            else ""
+        ),
+        flush=True,
+    )
     for number, run in enumerate(runs, 1):
-        prefix = f"[{number}/{len(runs)}] {run.key}"
+        prefix = f"[{number}/{len(runs)}] {run.spec.label} ({run.key})"
         if args.dry_run:
-            done = load_record(args.out / run.key, run) is not None
+            done = _runs.cached_record(run.spec, args.out) is not None
             print(f"{prefix}{' (cached)' if done else ''}")
             continue
         print(f"{prefix} ...", flush=True)
-        record, from_cache = execute(run, args.out, args.device, args.force)
-        if record is None:
+        try:
+            record, from_cache = _runs.execute(run.spec, args.out, force=args.force)
+        except _runs.RunFailed as exc:
+            print(f"  FAILED: {exc}")
             continue
         records[run.key] = record
         if from_cache:
@@ -945,7 +918,7 @@ def main() -> int:
         )
     summary = write_page(args, plan, runs, records, cached, figure)
     print(f"\n{summary}\n")
-    failed = [run.key for run in runs if run.key not in records]
+    failed = [run.spec.label for run in runs if run.key not in records]
     print(f"wrote {args.docs}" + (f" and {figure}" if figure else ""))
     if failed:
         print(f"{len(failed)} runs failed (see their log.txt): {', '.join(failed)}")

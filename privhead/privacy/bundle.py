@@ -6,7 +6,7 @@ convention, and a ``manifest.json`` describing it all. Sensitive RGB and masks a
 
 Layout::
 
-    manifest.json              format "privhead-bundle", version 1, operator, cameras, views
+    manifest.json              format "privhead-bundle", version 2, operator, cameras, views
     neutral/NAME.png           neutral RGB, original resolution (8-bit PNG, or .npy float32
                                when the pixels are not exactly 8-bit)
     neutral_mask/NAME.png      neutral masks (0 / 255), when the dataset has masks
@@ -37,7 +37,10 @@ from privhead.privacy.sensitivity import KINDS, NEUTRAL, SENSITIVE, ViewDecision
 from privhead.progress import progress_bar
 
 BUNDLE_FORMAT = "privhead-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+"""Written by this privhead. Version 2 added operator fields (luminance, clip, levels, noise);
+their defaults are version 1's operator, so version 1 bundles read unchanged."""
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 CAMERA_CONVENTION = (
     "K: 3x3 OpenCV intrinsics for the stored image's resolution, pixel centres at integer "
@@ -391,10 +394,10 @@ def read_bundle(path) -> PrivacyBundle:
             f"{where} has format {manifest.get('format')!r}, expected {BUNDLE_FORMAT!r}."
         )
     version = manifest.get("version")
-    if version != BUNDLE_VERSION or isinstance(version, bool):
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise PrivheadError(
-            f"{where} has bundle version {version!r}; this privhead reads version "
-            f"{BUNDLE_VERSION} only."
+            f"{where} has bundle version {version!r}; this privhead reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}."
         )
     try:
         operator = OperatorConfig.from_dict(manifest.get("operator"))

@@ -7,6 +7,7 @@ rendered patches), so both sides compute exactly the same maths.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -35,6 +36,9 @@ SQRT_EPS = 1e-16
 The offset ``sqrt(SQRT_EPS)`` = 1e-8 is subtracted again, so a constant image maps to 0 and a
 nonzero norm is biased by less than 1e-8. (Representable in float32 / bfloat16, not float16.)"""
 
+LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)
+"""Rec. 709 luma weights (applied to the stored sRGB values) of ``OperatorConfig.luminance``."""
+
 BLUR_TRUNCATE = 3.0
 """The Gaussian blur kernel is cut at ``ceil(BLUR_TRUNCATE * blur_sigma)`` pixels."""
 
@@ -59,6 +63,26 @@ class OperatorConfig:
     normalize: bool = True
     """Divide the kernels so that a ramp of slope 1 per working pixel gives a derivative of 1."""
 
+    luminance: bool = False
+    """Take the derivatives of the luminance (Rec. 709 weights of the sRGB values) instead of
+    the three colour channels: chromatic edges (lips, skin vs brows) vanish, shading stays."""
+
+    clip: float = 0.0
+    """Soft clip of the modulus, ``clip * tanh(|g| / clip)`` (in |g| units per working pixel;
+    0 = off). Shading gives small, smooth gradients and albedo edges (brows, eyes, lips, hair
+    line) large ones: clipping keeps the first and flattens the second (a Retinex-style split).
+    Differentiable; applied to renders in stage 2 too."""
+
+    levels: int = 0
+    """Quantise the stored map to this many levels over [0, clip] (needs ``clip`` > 0; 0 = no
+    quantisation). User side only: stage 2 compares the continuous modulus of its renders with
+    the quantised map."""
+
+    noise: float = 0.0
+    """Standard deviation (|g| units) of Gaussian noise added to the stored map, user side only.
+    Seeded from the image itself, so a bundle is reproducible but the noise is unknown to
+    anyone without the photo."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or self.name.lower() not in OPERATOR_SMOOTHING:
             raise PrivheadError(
@@ -80,6 +104,23 @@ class OperatorConfig:
         if not isinstance(self.normalize, bool):
             raise PrivheadError(
                 f"Operator normalize must be true or false, got {self.normalize!r}."
+            )
+        if not isinstance(self.luminance, bool):
+            raise PrivheadError(
+                f"Operator luminance must be true or false, got {self.luminance!r}."
+            )
+        for name in ("clip", "noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PrivheadError(f"Operator {name} must be a number, got {value!r}.")
+            if not math.isfinite(value) or value < 0:
+                raise PrivheadError(f"Operator {name} must be finite and >= 0, got {value}.")
+            setattr(self, name, float(value))
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or self.levels < 0:
+            raise PrivheadError(f"Operator levels must be an integer >= 0, got {self.levels!r}.")
+        if self.levels == 1 or (self.levels and self.clip <= 0):
+            raise PrivheadError(
+                "Operator levels needs at least 2 levels and a clip > 0 (the quantisation range)."
             )
 
     def to_dict(self) -> dict:
@@ -207,6 +248,10 @@ def gradient_modulus(
         raise ValueError(
             f"images of {height}x{width} pixels are too small for an operator margin of {margin}"
         )
+    if cfg.luminance and channels == 3:
+        weights = torch.tensor(LUMINANCE_WEIGHTS, dtype=images.dtype, device=images.device)
+        images = (images * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        channels = 1
     x = images.reshape(batch * channels, 1, height, width)
     if cfg.blur_sigma > 0:
         blur = _blur_kernel(cfg.blur_sigma, x.dtype, x.device)
@@ -217,7 +262,10 @@ def gradient_modulus(
     squared = (derivatives * derivatives).sum(dim=1)  # [B, 2, H', W']: sum over colour channels
     offset = torch.sqrt(torch.tensor(SQRT_EPS, dtype=squared.dtype, device=squared.device))
     norms = torch.sqrt(squared + SQRT_EPS) - offset
-    return norms.sum(dim=1, keepdim=True)
+    modulus = norms.sum(dim=1, keepdim=True)
+    if cfg.clip > 0:
+        modulus = cfg.clip * torch.tanh(modulus / cfg.clip)
+    return modulus
 
 
 def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
@@ -233,7 +281,32 @@ def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
     """
     width, height = cfg.working_size(images.shape[-1], images.shape[-2])
     working = downsample_area(images, (height, width))
-    return gradient_modulus(working, cfg, padding="replicate")
+    maps = gradient_modulus(working, cfg, padding="replicate")
+    return finish_maps(maps, cfg, images)
+
+
+def finish_maps(maps: torch.Tensor, cfg: OperatorConfig, images: torch.Tensor) -> torch.Tensor:
+    """The user-side-only steps after Eq. 6: noise (seeded by each image) then quantisation.
+
+    Not differentiable where it changes anything (stage 2 never calls it).
+
+    Args:
+        maps: [B, 1, h, w] gradient moduli.
+        cfg: operator parameters.
+        images: [B, 3, H, W] the images the maps were made from (seed the noise).
+    """
+    if cfg.noise > 0:
+        noisy = []
+        for map_, image in zip(maps, images, strict=True):
+            digest = hashlib.sha256(image.detach().cpu().numpy().tobytes()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+            noise = torch.randn(map_.shape, generator=generator, dtype=torch.float64)
+            noisy.append((map_ + cfg.noise * noise.to(map_)).clamp_min(0))
+        maps = torch.stack(noisy)
+    if cfg.levels:
+        step = cfg.clip / (cfg.levels - 1)
+        maps = torch.round(maps.clamp(0, cfg.clip) / step) * step
+    return maps
 
 
 def protect_image(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray:

@@ -270,7 +270,7 @@ def key_material(spec: RunSpec, git: dict | None = None) -> dict:
     from privhead.device import resolve_device
 
     git = git_state() if git is None else git
-    return {
+    material = {
         "record_version": RECORD_VERSION,
         "config": config_to_dict(spec.resolved_config()),
         "operator": asdict(spec.resolved_operator()),
@@ -283,6 +283,7 @@ def key_material(spec: RunSpec, git: dict | None = None) -> dict:
         "commit": git["commit"],
         "dirty": git["dirty"],
     }
+    return json.loads(json.dumps(material))  # as stored in a record (tuples become lists)
 
 
 def run_key(material: dict) -> str:

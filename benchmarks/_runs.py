@@ -16,7 +16,8 @@ so that its peak RSS (``ru_maxrss``) and its torch thread pool are its own and a
 take the caller down; ``execute(..., in_process=True)`` runs it in the caller instead (the peak
 RSS is then that of the whole calling process, recorded as such).
 
-Cache: ``CACHE/<readable name>-<key>/record.json``. The key is the SHA-256 of
+Cache: ``CACHE/<readable name>-<key>/record.json``, looked up by the key alone (the name part is
+for people). The key is the SHA-256 of
 
 - ``config_to_dict`` of the resolved ``ReconstructionConfig`` (preset, mode, seed, overrides
   applied: two override lists that resolve to the same config share a key),
@@ -51,6 +52,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -293,7 +295,10 @@ def run_key(material: dict) -> str:
 
 
 def run_dir(spec: RunSpec, cache: Path, key: str) -> Path:
-    return Path(cache) / f"{spec.label}-{key}"
+    """``CACHE/<label>-<key>``; an existing folder of the same key wins (the label depends on
+    how the spec was written, e.g. the order of its overrides; the key does not)."""
+    existing = sorted(Path(cache).glob(f"*-{key}")) if Path(cache).is_dir() else []
+    return existing[0] if existing else Path(cache) / f"{spec.label}-{key}"
 
 
 def cached_record(spec: RunSpec, cache: Path) -> dict | None:
@@ -349,11 +354,9 @@ def execute(
     git = git_state()
     material = key_material(spec, git)
     key = run_key(material)
+    for stale in sorted(cache.glob(f"*-{key}")) if cache.is_dir() else []:
+        shutil.rmtree(stale)  # an interrupted, dirty or forced run: start again from scratch
     folder = run_dir(spec, cache, key)
-    if folder.exists():  # an interrupted, outdated or forced run: start again from scratch
-        import shutil
-
-        shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(
         json.dumps({"spec": spec.to_dict(), "key": key, "key_material": material}, indent=2)

@@ -226,7 +226,8 @@ def describe_machine(machine: dict) -> str:
     parts = [cpus + (f", {machine['cpu_model']}" if machine.get("cpu_model") else "")]
     if machine.get("memory_gib"):
         parts.append(f"{machine['memory_gib']:.0f} GiB")
-    threads = f"torch {machine['torch']}, {machine['torch_threads']} threads"
+    n = machine["torch_threads"]
+    threads = f"torch {machine['torch']}, {n} thread{'' if n == 1 else 's'}"
     if machine.get("omp_num_threads"):
         threads += f" (OMP_NUM_THREADS={machine['omp_num_threads']})"
     parts.append(threads)

@@ -726,9 +726,10 @@ def describe_data(records: dict) -> list[str]:
             if v.get("n_sensitive_listed") is not None
             else ""
         )
+        name = f"{folder.parent.name}/{folder.name}"
         seen.setdefault(line, [])
-        if folder.name not in seen[line]:
-            seen[line].append(folder.name)
+        if name not in seen[line]:
+            seen[line].append(name)
     return [f"{line}: {', '.join(f'`{n}`' for n in names)}" for line, names in seen.items()]
 
 

@@ -21,6 +21,30 @@ def device(request) -> torch.device:
 
 
 def shared_root() -> Path:
-    """The shared data folder beside the repository (env PRIVHEAD_SHARED overrides)."""
+    """The shared data folder beside the repository (env PRIVHEAD_SHARED overrides).
+
+    The one definition of that path for the whole tree: it is computed from this file's own
+    location (tests/conftest.py -> ../../shared), so test files at any depth agree on it.
+    """
     env = os.environ.get("PRIVHEAD_SHARED")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_head_path() -> Path:
+    """The reference shared head (heads/ict_s0/r64_v30), whether or not it is there."""
+    return shared_root() / "data" / "heads" / "ict_s0" / "r64_v30"
+
+
+@pytest.fixture
+def shared_head(shared_head_path) -> Path:
+    """The reference shared head; the test is skipped when the shared data is absent."""
+    if not shared_head_path.is_dir():
+        pytest.skip(f"shared data not found at {shared_head_path}")
+    return shared_head_path
+
+
+@pytest.fixture
+def shared_heads(shared_head) -> Path:
+    """The folder of all shared heads (data/heads); skipped like ``shared_head``."""
+    return shared_head.parents[1]

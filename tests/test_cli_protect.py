@@ -3,7 +3,6 @@ no partial bundle) for every kind of bad input."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -192,11 +191,8 @@ def test_existing_output_is_kept(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_shared_head(tmp_path):
-    shared = Path(os.environ.get("PRIVHEAD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    head = shared / "data" / "heads" / "ict_s0" / "r64_v30"
-    if not head.is_dir():
-        pytest.skip(f"shared data not found at {head}")
+def test_shared_head(tmp_path, shared_head):
+    head = shared_head
     out = tmp_path / "b_ict"
     # The views.json split alone (face detectors, when installed, may protect more views).
     result = run(head, out, "--detector", "none")

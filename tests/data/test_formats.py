@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,6 @@ from privhead.data.formats import (
 from privhead.errors import PrivheadError
 
 WIDTH, HEIGHT = 16, 12
-
-
-def shared_root() -> Path:
-    env = os.environ.get("PRIVHEAD_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 
 
 def look_at_c2w(center: np.ndarray) -> np.ndarray:
@@ -231,13 +225,9 @@ def test_transforms_errors(tmp_path):
         read_transforms(tmp_path)
 
 
-SHARED_HEAD = shared_root() / "data" / "heads" / "ict_s0" / "r64_v30"
-
-
-@pytest.mark.skipif(not (SHARED_HEAD / "cameras.npz").is_file(), reason="shared heads absent")
-def test_shared_head_formats_agree():
-    idr = load_dataset(SHARED_HEAD, "idr")
-    ngp = load_dataset(SHARED_HEAD, "transforms")
+def test_shared_head_formats_agree(shared_head):
+    idr = load_dataset(shared_head, "idr")
+    ngp = load_dataset(shared_head, "transforms")
     assert len(idr) == len(ngp) == 30
     assert idr.views["n_sensitive"] == 20 and idr.gt_mesh is not None
     np.testing.assert_array_equal(idr.images, ngp.images)

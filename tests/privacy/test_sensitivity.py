@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -197,11 +194,8 @@ def test_describe_and_parse():
         parse_vector("1,2")
 
 
-def test_pose_rule_reproduces_the_shared_views_json():
-    shared = Path(os.environ.get("PRIVHEAD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    head = shared / "data" / "heads" / "ict_s0" / "r64_v30"
-    if not head.is_dir():
-        pytest.skip(f"shared data not found at {head}")
+def test_pose_rule_reproduces_the_shared_views_json(shared_head):
+    head = shared_head
     dataset = load_dataset(head)
     from_json = classify_views(len(dataset), dataset.cameras, views_meta=dataset.views)
     assert neutral_indices(from_json) == sorted(dataset.views["neutral_indices"])

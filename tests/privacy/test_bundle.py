@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -373,14 +372,8 @@ def test_the_privacy_scan_detects_planted_leaks(tmp_path):
     assert _leaks(root, dataset, [0], CFG.resolution)
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def test_shared_head_bundle_has_no_sensitive_rgb(tmp_path):
-    shared = Path(os.environ.get("PRIVHEAD_SHARED", SHARED))
-    head = shared / "data" / "heads" / "ict_s0" / "r64_v30"
-    if not head.is_dir():
-        pytest.skip(f"shared data not found at {head}")
+def test_shared_head_bundle_has_no_sensitive_rgb(tmp_path, shared_head):
+    head = shared_head
     dataset = load_dataset(head).subset(range(8))  # views 0-3, 7 sensitive; 4-6 neutral
     decisions = classify_dataset(dataset)
     sensitive = [d.index for d in decisions if d.sensitive]

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,11 +22,6 @@ from privhead.privacy.audit.perceptual import psnr
 from privhead.privacy.faces import FaceDetection, FaceDetector, FaceRecognizer
 from privhead.privacy.faces.recognize import roc_auc, verification_rates
 from privhead.privacy.operators import OperatorConfig, apply_operator
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("PRIVHEAD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
 
 # --------------------------------------------------------------------------------------------
 # Metrics
@@ -230,12 +223,10 @@ def test_astronaut_verifies_against_its_mirror_image_but_not_its_protected_map(f
         assert masked > recognizer.threshold, (recognizer.name, masked)
 
 
-def test_audit_command_on_shared_heads(tmp_path):
+def test_audit_command_on_shared_heads(tmp_path, shared_heads):
     pytest.importorskip("cv2")
     pytest.importorskip("dlib")
-    heads = shared_dir() / "data" / "heads"
-    if not (heads / "ict_s0" / "r64_v30").is_dir():
-        pytest.skip("shared heads not available")
+    heads = shared_heads
     from privhead.cli import app
 
     views = ["000000", "000010", "000019"]

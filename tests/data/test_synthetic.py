@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,14 +30,6 @@ from privhead.data.synthetic import (
     write_synthetic_head,
 )
 from privhead.errors import PrivheadError
-
-
-def shared_root() -> Path:
-    env = os.environ.get("PRIVHEAD_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-
-
-SHARED_HEAD = shared_root() / "data" / "heads" / "ict_s0" / "r64_v30"
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +105,7 @@ def test_albedo_has_skin_hair_and_eyes(head):
     assert torch.allclose(crown, hair, rtol=0.3)
 
 
-def test_views_for_30_cameras_match_the_shared_rig():
+def test_views_for_30_cameras_match_the_shared_rig(shared_head_path):
     cameras, azimuths, elevations = ring_cameras(30, 64, 64)
     views = views_dict(cameras, azimuths, elevations, [f"{i:06d}" for i in range(30)], [0.0] * 30)
     assert (views["n_views"], views["n_sensitive"], views["n_neutral"]) == (30, 20, 10)
@@ -127,11 +117,11 @@ def test_views_for_30_cameras_match_the_shared_rig():
     # Every camera looks at the origin.
     uv, depth = cameras.project(np.zeros((1, 3)))
     assert np.allclose(uv, 31.5) and np.all(depth > 0)
-    if (SHARED_HEAD / "cameras.npz").is_file():
-        shared = load_dataset(SHARED_HEAD, "idr")
+    if (shared_head_path / "cameras.npz").is_file():
+        shared = load_dataset(shared_head_path, "idr")
         np.testing.assert_allclose(cameras.K, shared.cameras.K, atol=1e-9)
         np.testing.assert_allclose(cameras.c2w, shared.cameras.c2w, atol=1e-9)
-        shared_views = json.loads((SHARED_HEAD / "views.json").read_text())
+        shared_views = json.loads((shared_head_path / "views.json").read_text())
         assert views["sensitive_indices"] == shared_views["sensitive_indices"]
         assert set(shared_views) <= set(views)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,16 +26,6 @@ from privhead.eval.metrics import (
     transform_points,
 )
 from privhead.eval.report import save_error_map, vertex_distances
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("PRIVHEAD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
-HEAD = shared_dir() / "data" / "heads" / "ict_s0" / "r64_v30"
-needs_head = pytest.mark.skipif(
-    not (HEAD / "gt_mesh.ply").is_file(), reason="shared head data not available"
-)
 
 
 def rigid(angle_deg: float, axis, translation) -> np.ndarray:
@@ -254,10 +242,9 @@ def test_sphere_displaced_along_normals():
     assert result.metrics.chamfer == pytest.approx(0.01, rel=0.05)
 
 
-@needs_head
-def test_head_displaced_along_normals():
-    gt = load_mesh(HEAD / "gt_mesh.ply")
-    face = read_face_region(HEAD / "face_region.json")
+def test_head_displaced_along_normals(shared_head):
+    gt = load_mesh(shared_head / "gt_mesh.ply")
+    face = read_face_region(shared_head / "face_region.json")
     result = evaluate_meshes(displaced(gt, 0.01), gt, mm_per_unit=face.mm_per_unit)
     assert result.metrics.chamfer == pytest.approx(0.01, rel=0.05)
     assert result.to_dict()["chamfer_mm"] == pytest.approx(0.01 * face.mm_per_unit, rel=0.05)
@@ -337,11 +324,10 @@ def test_vertex_distances_and_error_map(tmp_path):
     assert red.sum() > 100 and blue.sum() > 100
 
 
-@needs_head
-def test_cli_evaluate_head_against_itself(tmp_path, capsys):
-    gt = str(HEAD / "gt_mesh.ply")
+def test_cli_evaluate_head_against_itself(tmp_path, capsys, shared_head):
+    gt = str(shared_head / "gt_mesh.ply")
     out = tmp_path / "metrics.json"
-    args = ["evaluate", gt, gt, "--face-region", str(HEAD / "face_region.json")]
+    args = ["evaluate", gt, gt, "--face-region", str(shared_head / "face_region.json")]
     args += ["--samples", "50000", "--json", str(out), "--error-map", str(tmp_path / "e.png")]
     with pytest.raises(SystemExit) as exit_info:
         main(args)

@@ -30,6 +30,7 @@ identification rate by normalised cross-correlation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -76,7 +77,7 @@ class InverterTrainConfig:
     """How the attacker trains (:func:`train_inverter`); every field enters the cache key
     except ``device``."""
 
-    steps: int = 700
+    steps: int = 600
     """Adam steps."""
 
     batch_size: int = 12
@@ -117,11 +118,13 @@ class InverterTrainConfig:
     """Probability that a synthetic head is composited on a random background instead of the
     renderer's black."""
 
-    base_channels: int = 32
-    """U-Net channels at full resolution (doubled at every level)."""
+    base_channels: int = 16
+    """U-Net channels at full resolution (doubled at every level). 16 channels over 4 levels
+    has the parameter count of 32 over 3 (1.9 M) and a larger receptive field, at a third of
+    the CPU time per step (0.25 s against 0.7 s for 12 images of 64 px on 2 cores)."""
 
-    levels: int = 3
-    """U-Net downsampling levels."""
+    levels: int = 4
+    """U-Net downsampling levels (``image_size`` must be divisible by ``2**levels``)."""
 
     consistency_weight: float = 0.1
     """Weight of the gradient-consistency term L1(n(sigma(output)), n(input map))."""
@@ -355,6 +358,12 @@ def _sample_camera(rng: np.random.Generator, size: int, pose: str) -> Cameras:
     return Cameras(K[None], _look_at(center, target)[None], size, size)
 
 
+@functools.lru_cache(maxsize=256)
+def _head_params(seed: int):
+    """:func:`sample_head_params`, memoised (it costs about 0.3 s a head)."""
+    return sample_head_params(seed)
+
+
 def _vary_albedo(params, rng: np.random.Generator):
     """Half of the time, a new skin tone and hair colour (the shape stays the seed's)."""
     if rng.uniform() < 0.5:
@@ -406,24 +415,26 @@ def render_head_pool(
     )
     rows, cols = rows.reshape(-1), cols.reshape(-1)
     with _torch_threads(1):
-        k = 0
-        for seed in seeds:
-            params = sample_head_params(int(seed))
+        for h, seed in enumerate(seeds):
+            params = _head_params(int(seed))
             grid = build_sdf_grid(params, resolution=grid_resolution)
             if vary_albedo:
                 params = _vary_albedo(params, rng)
+            # All views of a head in one sphere-tracing call (fewer, larger tensor ops).
+            rays = []
             for _ in range(views_per_head):
                 camera = _sample_camera(rng, size, pose)
                 K, c2w = torch.from_numpy(camera.K[0]), torch.from_numpy(camera.c2w[0])
-                origins, directions = pixel_rays(K, c2w, rows, cols)
-                origins, directions = origins.float(), directions.float()
-                t, hit = trace_sdf_grid(grid, origins, directions)
-                points = origins[hit] + t[hit, None] * directions[hit]
-                if len(points):
-                    albedo[k].view(-1, 3)[hit] = head_albedo(points, params)
-                    normals[k].view(-1, 3)[hit] = surface_normals(points, params)
-                coverage[k].view(-1)[hit] = 1.0
-                k += 1
+                rays.append(pixel_rays(K, c2w, rows, cols))
+            origins = torch.cat([o for o, _ in rays]).float()
+            directions = torch.cat([d for _, d in rays]).float()
+            t, hit = trace_sdf_grid(grid, origins, directions)
+            points = origins[hit] + t[hit, None] * directions[hit]
+            views = slice(h * views_per_head, (h + 1) * views_per_head)
+            if len(points):
+                albedo[views].view(-1, 3)[hit] = head_albedo(points, params)
+                normals[views].view(-1, 3)[hit] = surface_normals(points, params)
+            coverage[views].view(-1)[hit] = 1.0
     return HeadPool(albedo, normals, coverage, view_seeds)
 
 
@@ -496,7 +507,8 @@ _RGB_SAMPLES = (
 _GREY_SAMPLES = ("camera", "coins", "moon", "page", "text", "grass", "gravel", "brick")
 
 
-def _skimage_samples(max_side: int = 512) -> list[torch.Tensor]:
+@functools.lru_cache(maxsize=1)
+def _skimage_samples(max_side: int = 512) -> tuple[torch.Tensor, ...]:
     """scikit-image's bundled sample images as [3, H, W] float tensors in [0, 1] (grey ones
     repeated over the channels); images that are not bundled are skipped."""
     from skimage import data
@@ -516,9 +528,10 @@ def _skimage_samples(max_side: int = 512) -> list[torch.Tensor]:
             size = (round(tensor.shape[1] * scale), round(tensor.shape[2] * scale))
             tensor = downsample_area(tensor[None], size)[0]
         out.append(tensor.clamp(0.0, 1.0).contiguous())
-    return out
+    return tuple(out)
 
 
+@functools.lru_cache(maxsize=1)
 def _lfw_faces() -> torch.Tensor:
     """The 100 face crops of scikit-image's ``lfw_subset`` (the other 100 are non-faces) as
     [100, 1, 25, 25] grey in [0, 1]."""
@@ -543,6 +556,7 @@ class _Sampler:
     def __init__(self, train_cfg: InverterTrainConfig, rng: np.random.Generator, progress):
         self.cfg = train_cfg
         self.rng = rng
+        self.noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
         start = time.perf_counter()
         seeds = range(train_cfg.head_seed_start, train_cfg.head_seed_start + train_cfg.n_heads)
         self.pool = render_head_pool(
@@ -664,10 +678,8 @@ class _Sampler:
         gain = torch.as_tensor(rng.uniform(0.75, 1.25, (n, 1, 1, 1)), dtype=torch.float32)
         gamma = torch.as_tensor(rng.uniform(0.85, 1.2, (n, 1, 1, 1)), dtype=torch.float32)
         images = (images.clamp(0.0, 1.0) ** gamma) * gain
-        noise = torch.as_tensor(
-            rng.normal(size=images.shape) * rng.uniform(0.0, 0.01, (n, 1, 1, 1)),
-            dtype=torch.float32,
-        )
+        sigma = torch.as_tensor(rng.uniform(0.0, 0.01, (n, 1, 1, 1)), dtype=torch.float32)
+        noise = torch.randn(images.shape, generator=self.noise) * sigma
         return (images + noise).clamp(0.0, 1.0)
 
 
@@ -738,7 +750,7 @@ def train_inverter(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        running += float(loss)
+        running += float(loss.detach())
         if progress and ((step + 1) % report_every == 0 or step + 1 == train_cfg.steps):
             count = (step % report_every) + 1
             print(
@@ -887,10 +899,12 @@ def evaluate_inverter(
     render_size: int = 128,
     pose: str = "random",
     rng_seed: int = 0,
+    grid_resolution: int = 96,
 ) -> dict:
     """Attack held-out synthetic heads and score it.
 
-    Renders one view per seed (default 10 seeds from :data:`HELD_OUT_SEED_START`), protects
+    Renders one view per seed (default 10 seeds from :data:`HELD_OUT_SEED_START`; see
+    :func:`render_faces` for ``pose``, ``rng_seed`` and ``grid_resolution``), protects
     each with the model's operator, inverts the maps and compares with the true images resized
     to the model's working size.
 
@@ -903,7 +917,9 @@ def evaluate_inverter(
     if seeds is None:
         seeds = range(HELD_OUT_SEED_START, HELD_OUT_SEED_START + 10)
     seeds = list(seeds)
-    truths = render_faces(seeds, render_size, pose=pose, rng_seed=rng_seed)
+    truths = render_faces(
+        seeds, render_size, pose=pose, rng_seed=rng_seed, grid_resolution=grid_resolution
+    )
     tensor = torch.from_numpy(truths).permute(0, 3, 1, 2)
     maps = [m[0].numpy() for m in apply_operator(tensor, model.operator_cfg)]
     targets = _resize(tensor, model.image_size).permute(0, 2, 3, 1).numpy()

@@ -146,15 +146,15 @@ def synthetic_samples(heads: list[Path], runs: Path | None, say):
     have_runs = runs is not None and all(
         (runs / h.parent.name / sub / folder).is_dir()
         for h in heads
-        if h.parent.name.startswith("ict")
+        if h.parent.parent == SHARED_HEADS
         for sub, folder in run_rows.values()
     )
     if have_runs:
         extra.update({row: [] for row in run_rows})
     for head in heads:
         dataset = load_dataset(head)
-        name = head.parent.name if head.parent.name.startswith("ict") else head.name
-        rig = "ict" if name.startswith("ict") else "builtin"
+        name = head.parent.name if head.parent.parent == SHARED_HEADS else head.name
+        rig = "shared" if head.parent.parent == SHARED_HEADS else "builtin"
         sensitive = [int(i) for i in (dataset.views or {}).get("sensitive_indices", [])]
         neutral = [i for i in range(len(dataset)) if i not in sensitive]
         angles = {i: _angle_to_forward(dataset, i) for i in sensitive}
@@ -190,7 +190,7 @@ def synthetic_samples(heads: list[Path], runs: Path | None, say):
             if have_runs:
                 for row, (sub, folder) in run_rows.items():
                     path = runs / name / sub / folder / f"{dataset.names[i]}.png"
-                    extra[row].append(read_image(path) if path.is_file() else np.zeros((8, 8, 3)))
+                    extra[row].append(read_image(path) if path.is_file() else None)
         say(f"synthetic head {name}: {len(views)} probes, gallery view {dataset.names[frontal]}")
     return probes, gallery, extra, have_runs
 
@@ -348,9 +348,14 @@ def main(argv=None) -> int:
         "--runs", type=Path, default=None, help="Reconstructions: RUNS/<head>/{two_stage,full_rgb}."
     )
     parser.add_argument(
+        "--variant",
+        default="r64_v30",
+        help="Which dataset of each shared head (r64_v30, r256_v30).",
+    )
+    parser.add_argument(
         "--heads",
         default="ict_s0,ict_s1,ict_s2",
-        help="Shared heads (r256_v30), comma list; '' = none.",
+        help="Shared heads, comma list; '' = none.",
     )
     parser.add_argument(
         "--builtin", default="0,1,2,3,4", help="Built-in head seeds, comma list; '' = none."
@@ -387,10 +392,11 @@ def main(argv=None) -> int:
     synthetic = None
     if not args.no_synthetic:
         args.out.mkdir(parents=True, exist_ok=True)
-        heads = [SHARED_HEADS / h / "r256_v30" for h in args.heads.split(",") if h]
+        heads = [SHARED_HEADS / h / args.variant for h in args.heads.split(",") if h]
         seeds = [int(s) for s in args.builtin.split(",") if s]
         heads += builtin_heads(args.out / "heads", seeds, args.builtin_resolution, say)
         probes, gallery, extra, have_runs = synthetic_samples(heads, args.runs, say)
+        clay = {"gt_clay": extra.pop("gt_clay")}
         result = run_attack_suite(
             probes,
             gallery,
@@ -399,9 +405,28 @@ def main(argv=None) -> int:
             recognizers,
             SuiteConfig(inversion=cfg.inversion, n_boot=cfg.n_boot),
             inverter,
-            extra_images=extra,
+            extra_images=clay,
             progress=say,
         )
+        if have_runs:
+            # Renders of real reconstructions exist for the shared heads only: score them on
+            # those heads' probes, against the same gallery.
+            keep = [i for i, p in enumerate(probes) if extra["our_rendering"][i] is not None]
+            rows = run_attack_suite(
+                [probes[i] for i in keep],
+                gallery,
+                operator,
+                detectors,
+                recognizers,
+                SuiteConfig(attacks=(), n_boot=cfg.n_boot),
+                extra_images={k: [v[i] for i in keep] for k, v in extra.items()},
+                progress=say,
+            ).rows
+            result.rows += [
+                {**r, "label": r["label"] + f" (shared heads, n={len(keep)})"}
+                for r in rows
+                if r["row"] in extra
+            ]
         synthetic = (result, have_runs)
     info = {
         "args": " ".join(argv if argv is not None else sys.argv[1:]),

@@ -17,6 +17,7 @@ Writes ``OUT/sweep.json``, ``OUT/curve.png`` (copied to docs/figures/privacy_cur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -39,19 +40,14 @@ from privacy_suite import (  # noqa: E402
 from privhead.config import resolve_config  # noqa: E402
 from privhead.eval.metrics import face_chamfer  # noqa: E402
 from privhead.privacy.audit.identify import Estimate  # noqa: E402
-from privhead.privacy.operators import OperatorConfig  # noqa: E402
+from privhead.privacy.operators import PAPER_OPERATOR, OperatorConfig  # noqa: E402
 from privhead.privacy.protect import protect_dataset  # noqa: E402
 from privhead.reconstruct import reconstruct  # noqa: E402
 
 CANDIDATES: dict[str, dict] = {
-    "paper (sobel 64)": {},
-    "48 px": {"resolution": 48},
+    "paper (sobel 64)": PAPER_OPERATOR.to_dict(),
     "32 px": {"resolution": 32},
-    "64 px, blur 1": {"blur_sigma": 1.0},
-    "luminance": {"luminance": True},
     "clip 0.05": {"clip": 0.05},
-    "clip 0.05, 4 levels": {"clip": 0.05, "levels": 4},
-    "noise 0.01": {"noise": 0.01},
     "32 px, luminance, clip 0.1": {"resolution": 32, "luminance": True, "clip": 0.1},
     "32 px, lum., clip 0.1, 4 levels": {
         "resolution": 32,
@@ -60,7 +56,11 @@ CANDIDATES: dict[str, dict] = {
         "levels": 4,
     },
 }
-"""The operators tried (name -> OperatorConfig fields over the defaults)."""
+"""The operators tried (name -> fields replaced in the paper operator)."""
+
+
+def _finished(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
 
 
 def fidelity(operator: OperatorConfig, name: str, heads, preset: str, out: Path, say) -> dict:
@@ -77,30 +77,39 @@ def fidelity(operator: OperatorConfig, name: str, heads, preset: str, out: Path,
         if record.is_file():
             per_head[label] = json.loads(record.read_text())
             continue
-        bundle = protect_dataset(head, run_dir / "bundle", operator, overwrite=True).bundle
         if not (stage1_run / "checkpoints" / "stage1.pt").is_file():
-            say(f"{label}: stage 1 ({preset}), shared by every operator")
+            # The paper operator's two-stage run; every other operator's stage 2 resumes from
+            # its stage-1 checkpoint (stage 1 sees the neutral RGB only).
+            say(f"{label}: two-stage run with the paper operator ({preset}); its stage 1 is shared")
             shutil.rmtree(stage1_run, ignore_errors=True)
-            reconstruct(bundle, stage1_run, cfg, progress=False, log=say)
-        recon = run_dir / "run"
-        shutil.rmtree(recon, ignore_errors=True)
-        (recon / "checkpoints").mkdir(parents=True)
-        shutil.copy(stage1_run / "checkpoints" / "stage1.pt", recon / "checkpoints" / "last.pt")
-        say(f"{label}: stage 2 with {name}")
-        result = reconstruct(bundle, recon, cfg, resume=True, progress=False, log=say)
+            paper_bundle = protect_dataset(
+                head, base / "paper_bundle", PAPER_OPERATOR, overwrite=True
+            ).bundle
+            reconstruct(paper_bundle, stage1_run, cfg, progress=False, log=say)
+        if operator == PAPER_OPERATOR:
+            result = _finished(stage1_run)
+        else:
+            bundle = protect_dataset(head, run_dir / "bundle", operator, overwrite=True).bundle
+            recon = run_dir / "run"
+            shutil.rmtree(recon, ignore_errors=True)
+            (recon / "checkpoints").mkdir(parents=True)
+            shutil.copy(stage1_run / "checkpoints" / "stage1.pt", recon / "checkpoints" / "last.pt")
+            say(f"{label}: stage 2 with {name}")
+            result = reconstruct(bundle, recon, cfg, resume=True, progress=False, log=say).to_dict()
         full_rgb = base / "full_rgb"
         if not (full_rgb / "mesh.ply").is_file():
             say(f"{label}: full-RGB baseline ({preset})")
             shutil.rmtree(full_rgb, ignore_errors=True)
             reconstruct(head, full_rgb, resolve_config(preset, "full-rgb"), progress=False, log=say)
-        stage2 = face_chamfer(result.mesh, head)["chamfer"]
+        stage2 = face_chamfer(result["mesh"], head)["chamfer"]
         baseline = face_chamfer(full_rgb / "mesh.ply", head)["chamfer"]
         per_head[label] = {
             "stage2_chamfer": stage2,
             "full_rgb_chamfer": baseline,
             "ratio": stage2 / baseline,
-            "stage2_seconds": result.stage_seconds.get("stage2"),
+            "stage2_seconds": result["stage_seconds"].get("stage2"),
         }
+        run_dir.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(per_head[label], indent=1))
     return per_head
 
@@ -158,11 +167,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "sweep")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--heads", default="ict_s0,ict_s1,ict_s2")
-    parser.add_argument("--only", default="", help="Comma list of candidate names to run.")
+    parser.add_argument("--only", default="", help="Candidate names to run, separated by ';'.")
     parser.add_argument("--inversion-steps", type=int, default=300)
     parser.add_argument("--inverter-steps", type=int, default=None)
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--no-fidelity", action="store_true")
+    parser.add_argument(
+        "--no-privacy", action="store_true", help="Fidelity runs only (fill the run cache)."
+    )
     parser.add_argument("--docs", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -175,16 +187,18 @@ def main(argv=None) -> int:
     say = lambda line: print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True)  # noqa: E731
     detectors, recognizers = load_detectors("auto"), load_recognizers("auto")
     heads = [SHARED_HEADS / h / "r64_v30" for h in args.heads.split(",") if h]
-    names = [n for n in CANDIDATES if not args.only or n in args.only.split(",")]
+    names = [n for n in CANDIDATES if not args.only or n in args.only.split(";")]
     suite_cfg = SuiteConfig(inversion=InversionConfig(steps=args.inversion_steps), n_boot=args.boot)
     train_cfg = InverterTrainConfig(
         **({"steps": args.inverter_steps} if args.inverter_steps else {})
     )
     rows = []
     for name in names:
-        operator = OperatorConfig(**CANDIDATES[name])
+        operator = dataclasses.replace(PAPER_OPERATOR, **CANDIDATES[name])
         cache = args.out / "privacy" / ("".join(c if c.isalnum() else "_" for c in name) + ".json")
-        if cache.is_file():
+        if args.no_privacy:
+            privacy = {}
+        elif cache.is_file():
             privacy = json.loads(cache.read_text())
         else:
             say(f"{name}: attack suite on real faces")
@@ -208,6 +222,9 @@ def main(argv=None) -> int:
             row["fidelity_ratio"] = float(np.mean([v["ratio"] for v in per_head.values()]))
             row["stage2_seconds"] = float(np.mean([v["stage2_seconds"] for v in per_head.values()]))
         rows.append(row)
+        if args.no_privacy:
+            say(f"{name}: {json.dumps(row.get('fidelity'))}")
+            continue
         say(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'operator'}, default=str)}")
     info = {
         "commit": git_commit(),

@@ -51,14 +51,20 @@ def protect(
         help="Dataset folder: IDR / VolSDF / NeuS (cameras.npz) or transforms.json.",
     ),
     out_bundle: Path = typer.Argument(..., metavar="OUT_BUNDLE", help="Bundle folder to create."),
-    operator: str = typer.Option(
-        "sobel", "--operator", help="Edge operator of sigma: sobel, scharr, prewitt, central."
+    privacy: str = typer.Option(
+        "standard",
+        "--privacy",
+        help="Privacy level: paper (the paper's Sobel 64 px maps), standard (default), strong. "
+        "See docs/privacy.md for what each was measured to reveal.",
     ),
-    resolution: int = typer.Option(
-        64, "--resolution", help="Working resolution of the protected maps (longer side, px)."
+    operator: str | None = typer.Option(
+        None, "--operator", help="Override the level's edge operator: sobel, scharr, prewitt..."
     ),
-    blur: float = typer.Option(
-        0.0, "--blur", help="Gaussian blur sigma before the derivatives, in working pixels."
+    resolution: int | None = typer.Option(
+        None, "--resolution", help="Override the level's working resolution (longer side, px)."
+    ),
+    blur: float | None = typer.Option(
+        None, "--blur", help="Override the level's Gaussian blur sigma, in working pixels."
     ),
     neutral: str | None = typer.Option(
         None,
@@ -95,15 +101,21 @@ def protect(
     Neutral views (no face visible) are kept as RGB; sensitive views are
     replaced by their colour-gradient modulus (sigma, paper Eq. 6).
     """
-    from privhead.privacy.operators import OperatorConfig
+    import dataclasses
+
+    from privhead.privacy.levels import leakage_line, level_operator
     from privhead.privacy.protect import protect_dataset
     from privhead.privacy.sensitivity import describe_decisions, parse_indices, parse_vector
 
     try:
+        chosen = {"name": operator, "resolution": resolution, "blur_sigma": blur}
+        operator_cfg = dataclasses.replace(
+            level_operator(privacy), **{k: v for k, v in chosen.items() if v is not None}
+        )
         result = protect_dataset(
             input_path,
             out_bundle,
-            OperatorConfig(name=operator, resolution=resolution, blur_sigma=blur),
+            operator_cfg,
             neutral=parse_indices(neutral, "--neutral list"),
             sensitive=parse_indices(sensitive, "--sensitive list"),
             forward=parse_vector(forward, "--forward direction"),
@@ -126,6 +138,8 @@ def protect(
         f"wrote {out_bundle}: {result.n_neutral} neutral, {result.n_protected} protected "
         f"({result.operator.name} at {width}x{height}) in {result.seconds:.1f} s"
     )
+    line = leakage_line(result.operator)
+    typer.echo(("warning: " if privacy == "paper" else "") + line)
 
 
 @app.command()
@@ -416,6 +430,24 @@ def audit(
     inversion_steps: int = typer.Option(
         400, "--inversion-steps", help="Iterations of the inversion attack (0 = no attack)."
     ),
+    gallery: Path | None = typer.Option(
+        None,
+        "--gallery",
+        help="Run the attack suite: the attacker's photos, one sub-folder per identity, one of "
+        "them (--subject) holding OTHER photos of the person in ORIGINALS.",
+    ),
+    subject: str | None = typer.Option(
+        None, "--subject", help="The gallery sub-folder of the person (default: ORIGINALS' name)."
+    ),
+    learned_inverter: bool = typer.Option(
+        False, "--learned-inverter", help="Suite: also train (minutes, cached) the U-Net attack."
+    ),
+    privacy: str = typer.Option(
+        "standard",
+        "--privacy",
+        help="The level the --protected maps were made with when they are image files (a "
+        "bundle records its operator).",
+    ),
 ) -> None:
     """Privacy audit (paper Tables 2 and 4): face detection and verification on originals,
     protected maps, an inversion attack and renders; perceptual similarity across identities.
@@ -427,7 +459,23 @@ def audit(
     import privhead.privacy.audit as audit_lib
     from privhead.privacy.audit import InversionConfig
     from privhead.privacy.faces import load_detectors, load_recognizers
+    from privhead.privacy.levels import level_operator
 
+    if gallery is not None:
+        _audit_suite(
+            originals,
+            out,
+            gallery,
+            subject,
+            protected,
+            views,
+            detector,
+            models,
+            inversion_steps,
+            learned_inverter,
+            privacy,
+        )
+        return
     start = time.perf_counter()
     try:
         if inversion_steps < 0:
@@ -463,6 +511,9 @@ def audit(
             recognizers,
             inversion=InversionConfig(steps=inversion_steps) if inversion_steps else None,
             progress=lambda line: typer.echo(f"audit: {line}", err=True),
+            operator_cfg=derived[audit_lib.PROTECTED].operator or level_operator(privacy)
+            if audit_lib.PROTECTED in derived
+            else None,
         )
         paths = audit_lib.write_report(result, out)
     except PrivheadError as exc:
@@ -476,6 +527,82 @@ def audit(
     typer.echo(
         f"audited {len(result.kinds)} kinds of images in {time.perf_counter() - start:.0f} s; "
         f"wrote {paths['report']}, {paths['json']}, {paths['grid']}"
+    )
+
+
+def _audit_suite(
+    originals, out, gallery, subject, protected, views, detector, models, steps, learned, privacy
+) -> None:
+    """``privhead audit --gallery``: every attack of the suite, scored as identification."""
+    import json
+    import time
+
+    import privhead.privacy.audit as audit_lib
+    from privhead.privacy.audit.attacks import InversionConfig
+    from privhead.privacy.audit.suite import (
+        FaceSample,
+        SuiteConfig,
+        read_gallery,
+        run_attack_suite,
+        suite_table,
+    )
+    from privhead.privacy.faces import load_detectors, load_recognizers
+    from privhead.privacy.levels import level_operator
+
+    start = time.perf_counter()
+    try:
+        subject = subject or originals.name
+        photos = audit_lib.read_image_set(originals, subject, "originals", views)
+        samples = read_gallery(gallery)
+        if subject not in {s.identity for s in samples}:
+            raise PrivheadError(
+                f"{gallery} has no sub-folder '{subject}' with other photos of the person "
+                "(name it with --subject)."
+            )
+        operator = level_operator(privacy)
+        if protected is not None:
+            operator = (
+                audit_lib.read_image_set(protected, subject, "protected").operator or operator
+            )
+        probes = [
+            FaceSample(f"probe/{n}", subject, im) for n, im in zip(photos.names, photos.images)
+        ]
+        inverter = None
+        if learned:
+            from privhead.privacy.learned_inverter import load_or_train_inverter
+
+            inverter = load_or_train_inverter(operator)
+        result = run_attack_suite(
+            probes,
+            samples,
+            operator,
+            load_detectors(detector),
+            load_recognizers(models),
+            SuiteConfig(inversion=InversionConfig(steps=max(steps, 1))),
+            inverter,
+            progress=lambda line: typer.echo(f"audit: {line}", err=True),
+        )
+    except PrivheadError as exc:
+        _fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    table = suite_table(result)
+    (out / "suite.md").write_text(
+        f"Attack suite on {result.n_probes} photos of {subject} against a gallery of "
+        f"{len(result.identities)} people; operator {json.dumps(operator.to_dict())}.\n\n"
+        + table
+        + "\n"
+    )
+    (out / "suite.json").write_text(json.dumps(result.rows, indent=1) + "\n")
+    typer.echo(table)
+    worst = result.worst_case()
+    if worst is not None:
+        typer.echo(
+            f"strongest attack: {worst['label']} ({worst['model']}): rank-1 "
+            f"{100 * worst['rank1']['value']:.0f}% (chance {100 / len(result.identities):.0f}%)"
+        )
+    typer.echo(
+        f"audited in {time.perf_counter() - start:.0f} s; wrote {out / 'suite.md'}, "
+        f"{out / 'suite.json'}"
     )
 
 

@@ -195,7 +195,7 @@ def test_shared_head(tmp_path, shared_head):
     head = shared_head
     out = tmp_path / "b_ict"
     # The views.json split alone (face detectors, when installed, may protect more views).
-    result = run(head, out, "--detector", "none")
+    result = run(head, out, "--detector", "none", "--privacy", "paper")
     assert result.exit_code == 0, result.output
     bundle = read_bundle(out)
     assert len(bundle.neutral_indices) == 10 and len(bundle.protected_indices) == 20

@@ -45,13 +45,18 @@ BLUR_TRUNCATE = 3.0
 
 @dataclass
 class OperatorConfig:
-    """Parameters of the privacy operator sigma; recorded in every privacy bundle."""
+    """Parameters of the privacy operator sigma; recorded in every privacy bundle.
+
+    The defaults are privhead's ``standard`` privacy level (chosen from the privacy-fidelity
+    curve in docs/privacy.md): luminance gradients at 32 px, softly clipped. The paper's operator
+    (Sobel modulus of the colour at 64 px) is :data:`PAPER_OPERATOR` (``--privacy paper``).
+    """
 
     name: str = "sobel"
     """Derivative kernel: one of ``KNOWN_OPERATORS`` (sobel as in the paper, scharr, prewitt,
     central = plain central difference)."""
 
-    resolution: int = 64
+    resolution: int = 32
     """Working resolution in pixels (the paper uses 64x64): images are area-downsampled so that
     their longer side has this many pixels, keeping the aspect ratio (a square image becomes
     ``resolution`` x ``resolution``). Images already this small or smaller are not resampled."""
@@ -63,11 +68,11 @@ class OperatorConfig:
     normalize: bool = True
     """Divide the kernels so that a ramp of slope 1 per working pixel gives a derivative of 1."""
 
-    luminance: bool = False
+    luminance: bool = True
     """Take the derivatives of the luminance (Rec. 709 weights of the sRGB values) instead of
     the three colour channels: chromatic edges (lips, skin vs brows) vanish, shading stays."""
 
-    clip: float = 0.0
+    clip: float = 0.1
     """Soft clip of the modulus, ``clip * tanh(|g| / clip)`` (in |g| units per working pixel;
     0 = off). Shading gives small, smooth gradients and albedo edges (brows, eyes, lips, hair
     line) large ones: clipping keeps the first and flattens the second (a Retinex-style split).
@@ -129,7 +134,11 @@ class OperatorConfig:
 
     @classmethod
     def from_dict(cls, data) -> OperatorConfig:
-        """Build and validate a config from a dict; unknown keys or values raise PrivheadError."""
+        """Build and validate a config from a dict; unknown keys or values raise PrivheadError.
+
+        Missing fields take the PAPER operator's values (not the defaults): version-1 bundles
+        record only name, resolution, blur_sigma and normalize, and were all made with it.
+        """
         if not isinstance(data, dict):
             raise PrivheadError(f"Operator parameters must be a JSON object, got {data!r}.")
         known = {f.name for f in fields(cls)}
@@ -139,7 +148,12 @@ class OperatorConfig:
                 f"Unknown operator parameter(s) {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(known))}."
             )
-        return cls(**data)
+        return cls(**{**_PAPER_FIELDS, **data})
+
+    @classmethod
+    def paper(cls, **fields) -> OperatorConfig:
+        """The paper's operator (:data:`PAPER_OPERATOR`) with some fields replaced."""
+        return cls(**{**_PAPER_FIELDS, **fields})
 
     def working_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the working images for inputs of ``width`` x ``height`` pixels."""
@@ -318,3 +332,18 @@ def protect_image(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
     with torch.no_grad():
         return apply_operator(tensor[None], cfg)[0, 0].numpy()
+
+
+_PAPER_FIELDS = dict(
+    name="sobel",
+    resolution=64,
+    blur_sigma=0.0,
+    normalize=True,
+    luminance=False,
+    clip=0.0,
+    levels=0,
+    noise=0.0,
+)
+PAPER_OPERATOR = OperatorConfig(**_PAPER_FIELDS)
+"""The paper's operator (Sobel gradient modulus at 64 px), every field spelled out so it never
+changes with the defaults: version-1 bundles were all made with it."""

@@ -48,7 +48,7 @@ class EdgeRecognizer(FaceRecognizer):
 
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
         x = torch.nn.functional.interpolate(x[None], size=(16, 16), mode="area")
-        g = gradient_modulus(x.mean(1, keepdim=True), OperatorConfig(), padding="replicate")
+        g = gradient_modulus(x.mean(1, keepdim=True), OperatorConfig.paper(), padding="replicate")
         v = g.flatten().double().numpy()
         return (v - v.mean()) / max(v.std(), 1e-9)
 
@@ -93,7 +93,7 @@ class _Echo:
         return [np.repeat((m / max(m.max(), 1e-9))[..., None], 3, axis=2) for m in maps]
 
 
-def _run(people, operator, attacks=()):
+def _run(people, operator, attacks=None):
     probes, gallery = people
     cfg = SuiteConfig(
         attacks=attacks, inversion=InversionConfig(steps=80), n_boot=100, exclude_source_photo=True
@@ -104,7 +104,7 @@ def _run(people, operator, attacks=()):
 
 
 def test_every_attack_reidentifies_behind_a_weak_operator(people):
-    weak = OperatorConfig(resolution=48)  # no downsampling: the maps keep every edge
+    weak = OperatorConfig.paper(resolution=48)  # no downsampling: the maps keep every edge
     result = _run(people, weak)
     rows = {(r["row"], r["fused"]): r for r in result.rows if r["pose"] == "all"}
     assert rows[(CHANCE_ROW, False)]["rank1"]["value"] == pytest.approx(1 / 6)
@@ -122,8 +122,8 @@ def test_a_strong_operator_brings_the_inversions_down(people):
     # (Map-to-map matching stays high here by design: these gallery photos are the probes' own
     # pixels plus noise, the "attacker holds the source photo" case no operator resists.)
     attacks = ("inversion_grey", "inversion_template")
-    weak = _run(people, OperatorConfig(resolution=48), attacks)
-    strong = _run(people, OperatorConfig(resolution=6, blur_sigma=1.5), attacks)
+    weak = _run(people, OperatorConfig.paper(resolution=48), attacks)
+    strong = _run(people, OperatorConfig.paper(resolution=6, blur_sigma=1.5), attacks)
 
     def rank1(result, row):
         return next(r["rank1"]["value"] for r in result.rows if r["row"] == row and not r["fused"])

@@ -59,7 +59,7 @@ def make_dataset(n_views=6, height=32, width=32, seed=0, masks=True) -> HeadData
 
 
 NEUTRAL = [2, 3]
-CFG = OperatorConfig(resolution=16)
+CFG = OperatorConfig.paper(resolution=16)
 
 
 @pytest.fixture
@@ -378,5 +378,5 @@ def test_shared_head_bundle_has_no_sensitive_rgb(tmp_path, shared_head):
     decisions = classify_dataset(dataset)
     sensitive = [d.index for d in decisions if d.sensitive]
     assert sensitive == [0, 1, 2, 3, 7]
-    root = write_bundle(dataset, decisions, OperatorConfig(resolution=32), tmp_path / "b")
+    root = write_bundle(dataset, decisions, OperatorConfig.paper(resolution=32), tmp_path / "b")
     assert _leaks(root, dataset, sensitive, 32) == []

@@ -13,6 +13,7 @@ from privhead.errors import PrivheadError
 from privhead.privacy.bundle import read_bundle, write_bundle
 from privhead.privacy.operators import (
     LUMINANCE_WEIGHTS,
+    PAPER_OPERATOR,
     OperatorConfig,
     apply_operator,
     gradient_modulus,
@@ -26,15 +27,17 @@ def _ramp(width=16, slope=0.02):
     return x.view(1, 1, 1, -1).expand(1, 3, width, width).clone()
 
 
-def test_defaults_are_the_paper_operator():
-    cfg = OperatorConfig()
+def test_the_paper_operator_is_downsampling_and_eq_6_alone():
+    cfg = OperatorConfig.paper()
+    assert cfg == PAPER_OPERATOR
+    assert (cfg.name, cfg.resolution, cfg.blur_sigma) == ("sobel", 64, 0.0)
     assert (cfg.luminance, cfg.clip, cfg.levels, cfg.noise) == (False, 0.0, 0, 0.0)
     image = torch.rand(2, 3, 32, 32, dtype=torch.float64)
     # without the new knobs, apply_operator is downsampling + Eq. 6 and nothing else
     np.testing.assert_allclose(
-        apply_operator(image, OperatorConfig(resolution=16)).numpy(),
+        apply_operator(image, OperatorConfig.paper(resolution=16)).numpy(),
         gradient_modulus(
-            torch.nn.functional.avg_pool2d(image, 2), OperatorConfig(), padding="replicate"
+            torch.nn.functional.avg_pool2d(image, 2), PAPER_OPERATOR, padding="replicate"
         ).numpy(),
         rtol=0,
         atol=1e-12,
@@ -49,16 +52,16 @@ def test_luminance_ignores_an_isoluminant_colour_edge():
     right = left + 0.2 * direction / np.linalg.norm(direction)
     image = np.zeros((12, 12, 3))
     image[:, :6], image[:, 6:] = left, right
-    colour = protect_image(image, OperatorConfig())
-    grey = protect_image(image, OperatorConfig(luminance=True))
+    colour = protect_image(image, PAPER_OPERATOR)
+    grey = protect_image(image, OperatorConfig.paper(luminance=True))
     assert colour.max() > 0.05 and grey.max() < 1e-6
 
 
 def test_clip_keeps_small_slopes_and_bounds_large_ones():
     gentle, steep = _ramp(slope=0.005), _ramp(slope=0.5)
-    cfg = OperatorConfig(clip=0.05)
+    cfg = OperatorConfig.paper(clip=0.05)
     g = gradient_modulus(gentle, cfg, "valid")
-    unclipped = gradient_modulus(gentle, OperatorConfig(), "valid")  # sqrt(3) * slope
+    unclipped = gradient_modulus(gentle, PAPER_OPERATOR, "valid")  # sqrt(3) * slope
     assert torch.allclose(unclipped, torch.full_like(g, 3**0.5 * 0.005))
     assert torch.allclose(g, 0.05 * torch.tanh(unclipped / 0.05))
     assert torch.allclose(g, unclipped, rtol=0.03)  # small slopes pass almost unchanged
@@ -73,25 +76,25 @@ def test_clip_keeps_small_slopes_and_bounds_large_ones():
 def test_levels_quantise_to_the_grid_and_noise_is_seeded_by_the_image():
     rng = np.random.default_rng(0)
     image = rng.random((32, 32, 3)).astype(np.float32)
-    quantised = protect_image(image, OperatorConfig(resolution=16, clip=0.3, levels=4))
+    quantised = protect_image(image, OperatorConfig.paper(resolution=16, clip=0.3, levels=4))
     grid = np.array([0.0, 0.1, 0.2, 0.3])
     assert np.all(np.min(np.abs(quantised[..., None] - grid), axis=-1) < 1e-6)
     assert len(np.unique(np.round(quantised, 6))) > 1
-    noisy = OperatorConfig(resolution=16, noise=0.01)
+    noisy = OperatorConfig.paper(resolution=16, noise=0.01)
     a, b = protect_image(image, noisy), protect_image(image, noisy)
     other = protect_image(np.roll(image, 1, axis=0), noisy)
-    clean = protect_image(image, OperatorConfig(resolution=16))
+    clean = protect_image(image, OperatorConfig.paper(resolution=16))
     np.testing.assert_array_equal(a, b)  # reproducible for the same photo
     assert 0.005 < np.std(a - clean) < 0.02  # about the requested spread (clamped at 0)
     assert not np.allclose(
-        a - clean, other - protect_image(np.roll(image, 1, 0), OperatorConfig(resolution=16))
+        a - clean, other - protect_image(np.roll(image, 1, 0), OperatorConfig.paper(resolution=16))
     )
 
 
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"levels": 4}, "clip > 0"),
+        ({"levels": 4, "clip": 0.0}, "clip > 0"),
         ({"clip": 0.1, "levels": 1}, "at least 2 levels"),
         ({"clip": -1.0}, "clip must be finite"),
         ({"noise": float("nan")}, "noise must be finite"),
@@ -116,7 +119,7 @@ def test_version_1_bundles_still_read_with_the_same_maps(tmp_path):
         scale_mat=None,
         names=list("abcd"),
     )
-    cfg = OperatorConfig(resolution=8)
+    cfg = OperatorConfig.paper(resolution=8)
     path = write_bundle(dataset, classify_views(4, neutral=[0]), cfg, tmp_path / "b")
     current = read_bundle(path)
     manifest = json.loads((path / "manifest.json").read_text())

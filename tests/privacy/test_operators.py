@@ -34,22 +34,22 @@ def ramp(height: int, width: int, slope_x: float, slope_y: float, channel_slopes
 
 
 def test_config_defaults_round_trip_and_validation():
-    cfg = OperatorConfig()
+    cfg = OperatorConfig.paper()
     assert (cfg.name, cfg.resolution, cfg.blur_sigma, cfg.normalize) == ("sobel", 64, 0.0, True)
-    other = OperatorConfig(name="scharr", resolution=32, blur_sigma=0.7, normalize=False)
+    other = OperatorConfig.paper(name="scharr", resolution=32, blur_sigma=0.7, normalize=False)
     assert OperatorConfig.from_dict(other.to_dict()) == other
     with pytest.raises(PrivheadError, match="sobel.*scharr.*prewitt.*central"):
         OperatorConfig.from_dict({"name": "laplace"})
     with pytest.raises(PrivheadError, match="colour"):
         OperatorConfig.from_dict({"name": "sobel", "colour": 1})
     with pytest.raises(PrivheadError):
-        OperatorConfig(blur_sigma=-1.0)
+        OperatorConfig.paper(blur_sigma=-1.0)
     with pytest.raises(PrivheadError):
-        OperatorConfig(resolution=0)
+        OperatorConfig.paper(resolution=0)
 
 
 def test_working_size_keeps_aspect_and_never_upsamples():
-    cfg = OperatorConfig(resolution=64)
+    cfg = OperatorConfig.paper(resolution=64)
     assert cfg.working_size(256, 256) == (64, 64)
     assert cfg.working_size(256, 128) == (64, 32)
     assert cfg.working_size(100, 300) == (21, 64)
@@ -57,24 +57,24 @@ def test_working_size_keeps_aspect_and_never_upsamples():
 
 
 def test_margin():
-    assert operator_margin(OperatorConfig()) == 1
-    assert operator_margin(OperatorConfig(name="central")) == 1
-    assert operator_margin(OperatorConfig(blur_sigma=1.0)) == 1 + 3
-    assert operator_margin(OperatorConfig(blur_sigma=0.5)) == 1 + 2
+    assert operator_margin(OperatorConfig.paper()) == 1
+    assert operator_margin(OperatorConfig.paper(name="central")) == 1
+    assert operator_margin(OperatorConfig.paper(blur_sigma=1.0)) == 1 + 3
+    assert operator_margin(OperatorConfig.paper(blur_sigma=0.5)) == 1 + 2
 
 
 @pytest.mark.parametrize("name", KNOWN_OPERATORS)
 def test_constant_image_gives_zero(name, device):
     image = torch.full((2, 3, 12, 10), 0.37, dtype=torch.float32, device=device)
     for padding in ("valid", "replicate"):
-        out = gradient_modulus(image, OperatorConfig(name=name), padding=padding)
+        out = gradient_modulus(image, OperatorConfig.paper(name=name), padding=padding)
         assert out.abs().max().item() < 1e-6
 
 
 @pytest.mark.parametrize("name", KNOWN_OPERATORS)
 @pytest.mark.parametrize("blur", [0.0, 1.0])
 def test_linear_ramps_give_their_slope(name, blur, device):
-    cfg = OperatorConfig(name=name, blur_sigma=blur)
+    cfg = OperatorConfig.paper(name=name, blur_sigma=blur)
     # ramp along x in all channels: ||dC/dx|| = 0.02 * sqrt(3), ||dC/dy|| = 0
     out = gradient_modulus(ramp(16, 16, 0.02, 0.0).to(device), cfg)
     torch.testing.assert_close(out, torch.full_like(out, 0.02 * math.sqrt(3)))
@@ -89,7 +89,9 @@ def test_linear_ramps_give_their_slope(name, blur, device):
 
 
 def test_unnormalised_sobel_scales_the_slope_by_eight():
-    out = gradient_modulus(ramp(8, 8, 0.1, 0.0, (1.0, 0.0, 0.0)), OperatorConfig(normalize=False))
+    out = gradient_modulus(
+        ramp(8, 8, 0.1, 0.0, (1.0, 0.0, 0.0)), OperatorConfig.paper(normalize=False)
+    )
     torch.testing.assert_close(out, torch.full_like(out, 0.8))
 
 
@@ -97,7 +99,7 @@ def test_step_edge_sobel_value():
     # a vertical step of height 1 in one channel: sobel (normalised) gives 1/2 beside the step
     image = torch.zeros(1, 3, 6, 6, dtype=torch.float64)
     image[:, 0, :, 3:] = 1.0
-    out = gradient_modulus(image, OperatorConfig(), padding="replicate")[0, 0]
+    out = gradient_modulus(image, OperatorConfig.paper(), padding="replicate")[0, 0]
     torch.testing.assert_close(out[:, 2], torch.full((6,), 0.5, dtype=torch.float64))
     torch.testing.assert_close(out[:, 3], torch.full((6,), 0.5, dtype=torch.float64))
     assert out[:, [0, 1, 4, 5]].abs().max() < 1e-12
@@ -107,7 +109,7 @@ def test_step_edge_sobel_value():
 def test_adding_a_constant_changes_nothing(name, device):
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(2, 3, 20, 20, generator=gen, dtype=torch.float64).to(device)
-    cfg = OperatorConfig(name=name, resolution=10, blur_sigma=0.8)
+    cfg = OperatorConfig.paper(name=name, resolution=10, blur_sigma=0.8)
     torch.testing.assert_close(apply_operator(image + 0.3, cfg), apply_operator(image, cfg))
     shift = torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64, device=device).view(1, 3, 1, 1)
     torch.testing.assert_close(apply_operator(image + shift, cfg), apply_operator(image, cfg))
@@ -116,7 +118,7 @@ def test_adding_a_constant_changes_nothing(name, device):
 def test_batched_equals_one_by_one(device):
     gen = torch.Generator().manual_seed(1)
     images = torch.rand(3, 3, 24, 18, generator=gen).to(device)
-    cfg = OperatorConfig(resolution=12, blur_sigma=0.5)
+    cfg = OperatorConfig.paper(resolution=12, blur_sigma=0.5)
     batched = apply_operator(images, cfg)
     assert batched.shape == (3, 1, 12, 9)
     single = torch.cat([apply_operator(images[i : i + 1], cfg) for i in range(3)])
@@ -127,7 +129,7 @@ def test_batched_equals_one_by_one(device):
 def test_valid_is_the_interior_of_replicate(blur, device):
     gen = torch.Generator().manual_seed(2)
     images = torch.rand(2, 3, 17, 15, generator=gen, dtype=torch.float64).to(device)
-    cfg = OperatorConfig(name="scharr", blur_sigma=blur)
+    cfg = OperatorConfig.paper(name="scharr", blur_sigma=blur)
     m = operator_margin(cfg)
     valid = gradient_modulus(images, cfg, padding="valid")
     same = gradient_modulus(images, cfg, padding="replicate")
@@ -141,19 +143,19 @@ def test_gradient_flows(device):
     images = torch.rand(2, 3, 16, 16, generator=gen).to(device)
     images[0, :, :8] = 0.5  # a flat region, where the modulus is at its kink
     images.requires_grad_(True)
-    out = apply_operator(images, OperatorConfig(resolution=8, blur_sigma=0.5))
+    out = apply_operator(images, OperatorConfig.paper(resolution=8, blur_sigma=0.5))
     (grad,) = torch.autograd.grad(out.sum(), images)
     assert torch.isfinite(grad).all()
     assert grad.abs().sum() > 0
     flat = torch.full((1, 3, 8, 8), 0.2, device=device, requires_grad=True)
-    (grad,) = torch.autograd.grad(gradient_modulus(flat, OperatorConfig()).sum(), flat)
+    (grad,) = torch.autograd.grad(gradient_modulus(flat, OperatorConfig.paper()).sum(), flat)
     assert torch.isfinite(grad).all()
 
 
 def test_gradient_matches_finite_differences():
     gen = torch.Generator().manual_seed(4)
     images = torch.rand(1, 3, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    cfg = OperatorConfig(name="prewitt", blur_sigma=0.4)
+    cfg = OperatorConfig.paper(name="prewitt", blur_sigma=0.4)
     check = torch.autograd.gradcheck
     assert check(lambda x: gradient_modulus(x, cfg, "replicate"), (images,), fast_mode=True)
 

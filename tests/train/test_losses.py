@@ -21,7 +21,7 @@ def test_rgb_and_eikonal_values():
 def test_gradient_loss_zero_on_own_render_and_flows_to_the_sdf(device):
     torch.manual_seed(0)
     field = HeadField(FieldConfig(grid_resolutions=(8, 16), beta_init=0.02)).to(device)
-    op = OperatorConfig(name="sobel")
+    op = OperatorConfig.paper(name="sobel")
     m = operator_margin(op)
     K = torch.tensor([[24.0, 0, 11.5], [0, 24.0, 11.5], [0, 0, 1]], device=device)
     c2w = torch.eye(4, device=device)

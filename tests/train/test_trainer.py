@@ -39,7 +39,7 @@ def _tiny_views():
     cams = Cameras(np.stack([K] * 4), np.stack(c2ws), 16, 16)
     images = rng.uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)
     masks = rng.uniform(0, 1, (4, 16, 16)) > 0.5
-    op = OperatorConfig(resolution=16)
+    op = OperatorConfig.paper(resolution=16)
     maps = apply_operator(torch.as_tensor(images[2:]).permute(0, 3, 1, 2), op)[:, 0].numpy()
     return make_training_views(
         images[:2],

@@ -69,8 +69,9 @@ class FaceSample:
 class SuiteConfig:
     """Which attacks run and how they are scored."""
 
-    attacks: tuple[str, ...] = ()
-    """Attack names (see :data:`ATTACKS`); empty = all that can run."""
+    attacks: tuple[str, ...] | None = None
+    """Attack names (see :data:`ATTACKS`); None = all that can run; () = none (only the
+    originals and the ``extra_images`` rows)."""
     inversion: InversionConfig = field(default_factory=InversionConfig)
     """Optimisation-inversion parameters (grey, template and colour starts)."""
     far: float = 0.01
@@ -352,7 +353,7 @@ def run_attack_suite(
         thresholds[r.name] = threshold_at_far(split_pairs(d, truth)[1], cfg.far)
         matrices[(ORIGINALS_ROW, r.name)] = d
 
-    wanted = cfg.attacks or ATTACKS
+    wanted = ATTACKS if cfg.attacks is None else cfg.attacks
     images: dict[str, list[np.ndarray]] = {}
     for name in wanted:
         if name == "learned_inverter" and learned_inverter is None:
@@ -474,3 +475,27 @@ def suite_table(result: SuiteResult, pose: str = "all") -> str:
             f"| {cells[2].format(percent=False)} | {embedded} |"
         )
     return "\n".join(lines)
+
+
+def read_gallery(path) -> list[FaceSample]:
+    """An attacker's gallery: a folder with one sub-folder of photos per identity.
+
+    Raises:
+        PrivheadError: not a folder, or no sub-folder holds an image.
+    """
+    from pathlib import Path
+
+    from privhead.data.formats import list_images, read_image
+    from privhead.errors import PrivheadError
+
+    root = Path(path)
+    if not root.is_dir():
+        raise PrivheadError(f"{root} is not a gallery folder (one sub-folder per identity).")
+    samples = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in list_images(folder):
+            image = np.asarray(read_image(file), dtype=np.float32)[..., :3]
+            samples.append(FaceSample(f"{folder.name}/{file.stem}", folder.name, image))
+    if not samples:
+        raise PrivheadError(f"{root} holds no identity sub-folder with .png / .jpg photos.")
+    return samples

@@ -91,7 +91,7 @@ def test_inversion_from_grey_reproduces_the_protected_map():
     y, x = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     blob = torch.exp(-(x**2 + y**2) / 0.3)
     image = torch.stack([0.2 + 0.6 * blob, 0.3 + 0.4 * blob, 0.5 - 0.3 * blob])[None]
-    cfg = OperatorConfig(resolution=32)
+    cfg = OperatorConfig.paper(resolution=32)
     target = apply_operator(image, cfg)
     start = invert_gradient_modulus(target, cfg, None, InversionConfig(steps=0))
     found = invert_gradient_modulus(target, cfg, None, InversionConfig(steps=100))
@@ -207,7 +207,9 @@ def test_astronaut_verifies_against_its_mirror_image_but_not_its_protected_map(f
     mirror = np.ascontiguousarray(photo[:, ::-1])
     face = best_detection(detect_faces(photo, detectors))
     mirror_face = best_detection(detect_faces(mirror, detectors))
-    protected = apply_operator(torch.from_numpy(photo).permute(2, 0, 1)[None], OperatorConfig())
+    protected = apply_operator(
+        torch.from_numpy(photo).permute(2, 0, 1)[None], OperatorConfig.paper()
+    )
     protected = protected[0, 0].numpy()
     assert protected.shape == (64, 64)
     protected_image = np.repeat((protected / protected.max())[..., None], 3, axis=2)
@@ -242,7 +244,9 @@ def test_audit_command_on_shared_heads(tmp_path, shared_heads):
     folders["maps"].mkdir()
     for view in views:
         image = np.asarray(Image.open(folders["orig"] / f"{view}.png"), np.float32)[..., :3] / 255
-        grad = apply_operator(torch.from_numpy(image).permute(2, 0, 1)[None], OperatorConfig())
+        grad = apply_operator(
+            torch.from_numpy(image).permute(2, 0, 1)[None], OperatorConfig.paper()
+        )
         grad = (grad[0, 0] / grad.max()).numpy()
         Image.fromarray((grad * 255).astype(np.uint8)).save(folders["maps"] / f"{view}.png")
     result = CliRunner().invoke(
@@ -261,6 +265,8 @@ def test_audit_command_on_shared_heads(tmp_path, shared_heads):
             "yunet",
             "--inversion-steps",
             "20",
+            "--privacy",
+            "paper",
         ],
     )
     assert result.exit_code == 0, result.output

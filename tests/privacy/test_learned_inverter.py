@@ -22,8 +22,9 @@ from privhead.privacy.learned_inverter import (
 )
 from privhead.privacy.operators import OperatorConfig, apply_operator
 
-# A deliberately weak operator: 32 px renders are not downsampled (resolution = image size).
-WEAK = OperatorConfig(resolution=32)
+# A deliberately weak operator: the paper's colour Sobel modulus, on 32 px renders that are not
+# downsampled (resolution = image size). Fields spelled out: the defaults are a stronger level.
+WEAK = OperatorConfig(name="sobel", resolution=32, luminance=False, clip=0.0)
 WEAK_TRAIN = InverterTrainConfig(
     steps=150,
     batch_size=8,
@@ -55,7 +56,7 @@ TINY_TRAIN = InverterTrainConfig(
     levels=2,
     device="cpu",
 )
-TINY_OP = OperatorConfig(resolution=16)
+TINY_OP = OperatorConfig(name="sobel", resolution=16, luminance=False, clip=0.0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,6 +112,7 @@ def test_evaluate_inverter_reports_the_same_scores(weak_inverter):
     )
     assert scores["k"] == 3 and scores["chance"] == pytest.approx(1 / 3)
     assert scores["l1"] < scores["baseline_l1"]
+    assert 0 < scores["best_constant_l1"] < scores["baseline_l1"]
     assert scores["l1_ratio"] == pytest.approx(scores["l1"] / scores["baseline_l1"])
 
 
@@ -169,7 +171,7 @@ def test_cache_location_and_key(tmp_path, monkeypatch):
     monkeypatch.delenv("PRIVHEAD_CACHE")
     assert default_cache_dir().parts[-3:] == (".cache", "privhead", "inverters")
     # The key follows the operator and the training config, but not the device.
-    assert cache_path(OperatorConfig(resolution=17), TINY_TRAIN).name != path.name
+    assert cache_path(replace(TINY_OP, resolution=17), TINY_TRAIN).name != path.name
     longer = replace(TINY_TRAIN, steps=4)
     assert cache_path(TINY_OP, longer).name != path.name
     elsewhere = replace(TINY_TRAIN, device="meta")

@@ -1,0 +1,86 @@
+"""Named privacy levels (``privhead protect --privacy paper|standard|strong``) and what each was
+measured to reveal.
+
+Each level is an operator sigma (public, Kerckhoffs: it is written into every manifest). What
+a level leaks is not a promise but a measurement: ``leakage.json`` beside this module is written
+by ``python benchmarks/privacy_sweep.py --write-levels`` (the attack suite on real faces, the
+stage-2 fidelity on the shared heads), and :func:`leakage_line` quotes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from privhead.errors import PrivheadError
+from privhead.privacy.operators import PAPER_OPERATOR, OperatorConfig
+
+LEVELS: dict[str, OperatorConfig] = {
+    "paper": PAPER_OPERATOR,
+    "standard": OperatorConfig(),
+    "strong": dataclasses.replace(OperatorConfig(), levels=4),
+}
+"""paper = the paper's Sobel modulus at 64 px; standard = privhead's default
+(:class:`OperatorConfig`'s defaults, chosen from the privacy-fidelity curve in docs/privacy.md);
+strong = the default quantised to 4 levels."""
+
+DEFAULT_LEVEL = "standard"
+
+LEAKAGE_FILE = Path(__file__).with_name("leakage.json")
+"""Measured leakage and fidelity per level (written by benchmarks/privacy_sweep.py)."""
+
+
+def level_operator(name: str) -> OperatorConfig:
+    """The operator of a named level."""
+    if name not in LEVELS:
+        raise PrivheadError(f"Unknown privacy level {name!r}; choose one of {', '.join(LEVELS)}.")
+    return LEVELS[name]
+
+
+def level_of(operator: OperatorConfig) -> str | None:
+    """The name of the level whose operator this is, or None for a custom operator."""
+    return next((name for name, op in LEVELS.items() if op == operator), None)
+
+
+def measured_leakage(path: Path = LEAKAGE_FILE) -> dict:
+    """{level: record} from ``leakage.json`` ({} when it is absent or unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
+    """One sentence on what a bundle made with ``operator`` was measured to reveal."""
+    name = level_of(operator)
+    record = measured_leakage(path).get(name or "")
+    if name is None:
+        return (
+            "privacy: a custom operator, never measured by the attack suite; run "
+            "benchmarks/privacy_suite.py --operator to measure what it reveals."
+        )
+    if not record or record.get("operator") != operator.to_dict():
+        return (
+            f"privacy: level '{name}' has no measurement for this operator yet "
+            "(benchmarks/privacy_sweep.py --write-levels)."
+        )
+    other, source = record["other_photo"], record["source_photo"]
+    text = (
+        f"privacy level '{name}': on {record['n_faces']} real faces the strongest attack "
+        f"({other['attack']}) re-identified {100 * other['rank1']['value']:.0f}% "
+        f"[95% CI {100 * other['rank1']['low']:.0f}-{100 * other['rank1']['high']:.0f}] against "
+        f"other photos of {record['n_identities']} people (chance {100 * record['chance']:.0f}%), "
+        f"{100 * source['rank1']['value']:.0f}% when the attacker holds the very photo "
+        f"({source['attack']})"
+    )
+    if record.get("fidelity_ratio") is not None:
+        text += f"; face geometry {record['fidelity_ratio']:.2f}x the full-RGB error"
+    text += f" (measured at commit {record.get('commit', '?')})"
+    if not record.get("criterion_holds", False):
+        text += (
+            ". This is NOT privhead's criterion (identification at chance): for the strongest "
+            "privacy reconstruct locally with --full-rgb and share nothing"
+        )
+    return text + "."

@@ -25,6 +25,15 @@ The attacker:
 :func:`evaluate_inverter` renders held-out synthetic heads (seeds outside the training pool)
 and reports the inverter's L1 error against the mean-training-image baseline and the rank-1
 identification rate by normalised cross-correlation.
+
+What it achieves (default training, the paper's operator: colour Sobel at 64 px, 10 held-out
+heads, 128 px renders): L1 0.066 against 0.241 for the mean training image (0.063 for the
+held-out images' own per-pixel median, an in-sample bound on any blind guess), rank-1 10 / 10
+(chance 1 / 10) with random poses and lights, and 10 / 10 with every head frontal under the
+benchmark's lights. The outputs are smooth heads with the right silhouette, pose and feature
+positions but an average skin tone: the mean normalisation discards the map's absolute scale,
+which is what tells a dark face from a light one on a dark background. Bundles keep that scale
+(16-bit PNG + scale), so this attacker is a lower bound on what a map leaks.
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from privhead.data.synthetic import (
 )
 from privhead.privacy.operators import OperatorConfig, apply_operator, downsample_area
 
-CODE_VERSION = 1
+CODE_VERSION = 2
 """Bumped whenever a change to this module changes what training produces (invalidates the
 weight cache)."""
 
@@ -75,7 +84,13 @@ HELD_OUT_SEED_START = 900_000
 @dataclass
 class InverterTrainConfig:
     """How the attacker trains (:func:`train_inverter`); every field enters the cache key
-    except ``device``."""
+    except ``device``.
+
+    The default takes about 3 minutes on 2 idle CPU cores (pool about 30 s, then 600 steps of
+    about 0.25 s with 2 threads). On a busy machine ``torch.set_num_threads(1)`` is much faster
+    than 2 threads (measured: 0.6 s against 2-3 s a step, 7.3 min in all, with other jobs
+    running).
+    """
 
     steps: int = 600
     """Adam steps."""
@@ -215,8 +230,12 @@ class InverterModel(nn.Module):
         in_channels = [3] + channels[: levels - 1]
         self.encoders = nn.ModuleList(_block(i, o) for i, o in zip(in_channels, channels))
         self.middle = _block(channels[levels - 1], channels[levels])
+        # Bilinear upsampling then a 1x1 convolution: no transposed-convolution checkerboard.
         self.ups = nn.ModuleList(
-            nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2)
+            nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(channels[i + 1], channels[i], 1),
+            )
             for i in reversed(range(levels))
         )
         self.decoders = nn.ModuleList(
@@ -910,7 +929,9 @@ def evaluate_inverter(
 
     Returns:
         dict with ``l1`` (mean absolute error of the inversions), ``baseline_l1`` (of the mean
-        training image), ``l1_ratio`` (l1 / baseline_l1), ``rank1`` (identification by
+        training image), ``l1_ratio`` (l1 / baseline_l1), ``best_constant_l1`` (of the
+        held-out images' own per-pixel median: the best any blind guess can do on this set,
+        a stricter baseline than the mean training image), ``rank1`` (identification by
         normalised cross-correlation among the K heads), ``chance`` (1 / K, what a blind
         attacker gets) and ``k``.
     """
@@ -927,10 +948,12 @@ def evaluate_inverter(
     baseline = model.baseline()
     l1 = float(np.abs(inverted - targets).mean())
     baseline_l1 = float(np.abs(baseline[None] - targets).mean())
+    best_constant = np.median(targets, axis=0)
     return {
         "l1": l1,
         "baseline_l1": baseline_l1,
         "l1_ratio": l1 / baseline_l1,
+        "best_constant_l1": float(np.abs(best_constant[None] - targets).mean()),
         "rank1": identification_rank1(inverted, targets),
         "chance": 1.0 / len(seeds),
         "k": len(seeds),

@@ -342,7 +342,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "privacy")
     parser.add_argument(
-        "--operator", default="{}", help="OperatorConfig as JSON (default: the default)."
+        "--privacy", default="standard", help="Privacy level whose operator is attacked."
+    )
+    parser.add_argument(
+        "--operator", default=None, help="Or an OperatorConfig as JSON (fields over the level's)."
     )
     parser.add_argument(
         "--runs", type=Path, default=None, help="Reconstructions: RUNS/<head>/{two_stage,full_rgb}."
@@ -378,7 +381,11 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     say = lambda line: print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True)  # noqa: E731
-    operator = OperatorConfig.from_dict(json.loads(args.operator))
+    from privhead.privacy.levels import level_operator
+
+    operator = level_operator(args.privacy)
+    if args.operator:
+        operator = OperatorConfig(**{**operator.to_dict(), **json.loads(args.operator)})
     detectors = load_detectors("auto")
     recognizers = load_recognizers("auto")
     train_cfg = InverterTrainConfig()

@@ -162,6 +162,35 @@ def plot(rows: list[dict], path: Path, bound: float = 1.3) -> Path:
     return path
 
 
+def write_levels(rows: list[dict], info: dict) -> Path:
+    """privhead/privacy/leakage.json: what each named level was measured to reveal."""
+    from privacy_suite import real_face_samples
+
+    from privhead.privacy.levels import LEAKAGE_FILE, LEVELS
+
+    faces = real_face_samples()
+    data = {}
+    for level, operator in LEVELS.items():
+        row = next((r for r in rows if r["operator"] == operator.to_dict()), None)
+        if row is None:
+            continue
+        other = row["other_photo"]
+        data[level] = {
+            "operator": row["operator"],
+            "n_faces": len(faces),
+            "n_identities": len({f.identity for f in faces}),
+            "chance": row["chance"],
+            "other_photo": other,
+            "source_photo": row["source_photo"],
+            "criterion_holds": other["rank1"]["low"] <= row["chance"],
+            "fidelity_ratio": row.get("fidelity_ratio"),
+            "fidelity_preset": info["preset"],
+            "commit": info["commit"],
+        }
+    LEAKAGE_FILE.write_text(json.dumps(data, indent=1) + "\n")
+    return LEAKAGE_FILE
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "sweep")
@@ -176,6 +205,11 @@ def main(argv=None) -> int:
         "--no-privacy", action="store_true", help="Fidelity runs only (fill the run cache)."
     )
     parser.add_argument("--docs", type=Path, default=None)
+    parser.add_argument(
+        "--write-levels",
+        action="store_true",
+        help="Write privhead/privacy/leakage.json for the levels measured here.",
+    )
     args = parser.parse_args(argv)
 
     from privhead.privacy.audit.attacks import InversionConfig
@@ -263,6 +297,8 @@ def main(argv=None) -> int:
         figure = plot(rows, args.out / "curve.png")
         if args.docs is not None:
             shutil.copy(figure, REPO / "docs" / "figures" / "privacy_curve.png")
+    if args.write_levels:
+        write_levels(rows, info)
     if args.docs is not None:
         doc = args.docs.read_text()
         begin, end = "<!-- privacy-sweep:begin -->", "<!-- privacy-sweep:end -->"

@@ -16,7 +16,16 @@ from privhead.privacy.bundle import read_bundle
 from privhead.privacy.protect import protect_dataset
 from privhead.reconstruct import reconstruct
 
-TINY = ["stage1.steps=20", "stage2.steps=20", "mesh_resolution=48", "render_size=48"]
+TINY = [
+    "stage1.steps=10",
+    "stage2.steps=10",
+    "stage1.rays_per_step=256",
+    "stage2.patches_per_step=1",
+    "render.coarse_samples=24",
+    "render.fine_samples=8",
+    "mesh_resolution=40",
+    "render_size=48",
+]
 
 
 @pytest.fixture(scope="module")

@@ -143,12 +143,14 @@ def synthetic_samples(heads: list[Path], runs: Path | None, say):
         "our_mesh": ("two_stage", "renders_mesh"),
         "volsdf_rendering": ("full_rgb", "renders_rgb"),
     }
-    have_runs = runs is not None and all(
-        (runs / h.parent.name / sub / folder).is_dir()
-        for h in heads
-        if h.parent.parent == SHARED_HEADS
-        for sub, folder in run_rows.values()
-    )
+
+    def has_runs(head: Path) -> bool:
+        return runs is not None and all(
+            (runs / head.parent.name / sub / folder).is_dir() for sub, folder in run_rows.values()
+        )
+
+    # Reconstruction renders exist for the shared heads that were reconstructed (--runs).
+    have_runs = any(h.parent.parent == SHARED_HEADS and has_runs(h) for h in heads)
     if have_runs:
         extra.update({row: [] for row in run_rows})
     for head in heads:
@@ -189,8 +191,10 @@ def synthetic_samples(heads: list[Path], runs: Path | None, say):
             extra["gt_clay"].append(clay[k].astype(np.float32) / 255.0)
             if have_runs:
                 for row, (sub, folder) in run_rows.items():
-                    path = runs / name / sub / folder / f"{dataset.names[i]}.png"
-                    extra[row].append(read_image(path) if path.is_file() else None)
+                    path = None if runs is None else runs / name / sub / folder
+                    path = None if path is None else path / f"{dataset.names[i]}.png"
+                    found = path is not None and path.is_file()
+                    extra[row].append(read_image(path) if found else None)
         say(f"synthetic head {name}: {len(views)} probes, gallery view {dataset.names[frontal]}")
     return probes, gallery, extra, have_runs
 
@@ -418,7 +422,7 @@ def main(argv=None) -> int:
         if have_runs:
             # Renders of real reconstructions exist for the shared heads only: score them on
             # those heads' probes, against the same gallery.
-            keep = [i for i, p in enumerate(probes) if extra["our_rendering"][i] is not None]
+            keep = [i for i in range(len(probes)) if all(v[i] is not None for v in extra.values())]
             rows = run_attack_suite(
                 [probes[i] for i in keep],
                 gallery,

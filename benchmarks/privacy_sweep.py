@@ -283,6 +283,8 @@ def main(argv=None) -> int:
             say(f"{name}: {json.dumps(row.get('fidelity'))}")
             continue
         say(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'operator'}, default=str)}")
+    if args.no_privacy:
+        return 0
     info = {
         "commit": git_commit(),
         "machine": machine(),

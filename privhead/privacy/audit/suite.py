@@ -169,17 +169,28 @@ def attack_inversion_grey(maps, ctx: AttackContext):
     return _invert(maps, ctx, [None] * len(maps))
 
 
+def _template_pool(ctx: AttackContext) -> list[FaceSample]:
+    """Photos the attacker may average into a template: the gallery and the probes' originals of
+    every OTHER identity (:func:`templates_for` never takes the subject's own)."""
+    seen, pool = set(), []
+    for sample in [*ctx.gallery, *ctx.probes]:
+        if sample.name not in seen:
+            seen.add(sample.name)
+            pool.append(sample)
+    return pool
+
+
 def attack_inversion_template(maps, ctx: AttackContext):
     """Optimisation inversion from the mean face of OTHER identities (same viewpoint)."""
     size = maps[0].shape
-    templates = templates_for(ctx.probes, ctx.gallery, size)
+    templates = templates_for(ctx.probes, _template_pool(ctx), size)
     return _invert(maps, ctx, templates)
 
 
 def attack_inversion_colour(maps, ctx: AttackContext):
     """Template inversion whose start takes the person's colour from the bundle's neutral RGB."""
     size = maps[0].shape
-    templates = templates_for(ctx.probes, ctx.gallery, size)
+    templates = templates_for(ctx.probes, _template_pool(ctx), size)
     priors = [
         None if t is None else (t if p.colour_hint is None else _recolour(t, p.colour_hint))
         for t, p in zip(templates, ctx.probes, strict=True)
@@ -255,13 +266,20 @@ class SuiteResult:
     thresholds: dict[str, float]
     images: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    def worst_case(self, rows: Sequence[str] | None = None, pose: str = "all") -> dict | None:
-        """The attack row with the highest rank-1 (all models, fused or not)."""
+    def worst_case(
+        self, rows: Sequence[str] | None = None, pose: str = "all", min_n: int = 5
+    ) -> dict | None:
+        """The attack row with the highest rank-1 (all models, fused or not), among rows scored
+        on at least ``min_n`` probes (or bundles): a fused row of one or two bundles is shown in
+        the tables but is too small to decide anything."""
         skip = {ORIGINALS_ROW, CHANCE_ROW}
         pool = [
             r
             for r in self.rows
-            if r["row"] not in skip and r["pose"] == pose and (rows is None or r["row"] in rows)
+            if r["row"] not in skip
+            and r["pose"] == pose
+            and r["n"] >= min_n
+            and (rows is None or r["row"] in rows)
         ]
         return max(pool, key=lambda r: r["rank1"]["value"], default=None)
 

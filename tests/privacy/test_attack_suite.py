@@ -150,3 +150,30 @@ def test_rank1_threshold_auc_and_fusion_by_hand():
     assert metrics["rank1"].value == pytest.approx(np.mean(hits))
     assert metrics["tar"].value == pytest.approx(0.5)  # 0.1 and 0.2 < 0.25; inf and 0.3 not
     assert metrics["rank1"].low <= metrics["rank1"].value <= metrics["rank1"].high
+
+
+def test_worst_case_ignores_rows_too_small_to_decide():
+    from privhead.privacy.audit.suite import SuiteResult
+
+    def row(name, n, value):
+        est = {"value": value, "low": value, "high": value}
+        return {
+            "row": name,
+            "pose": "all",
+            "fused": n < 3,
+            "n": n,
+            "model": "m",
+            "rank1": est,
+            "tar": est,
+            "auc": est,
+        }
+
+    result = SuiteResult(
+        [row("chance", 9, 0.1), row("a", 9, 0.3), row("b", 2, 1.0), row("originals", 9, 1.0)],
+        ["x"] * 10,
+        9,
+        {},
+    )
+    assert result.worst_case()["row"] == "a"
+    assert result.worst_case(min_n=1)["row"] == "b"
+    assert result.worst_case(rows=["b"]) is None

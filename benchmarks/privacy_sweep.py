@@ -268,6 +268,7 @@ def main(argv=None) -> int:
                 f"## {name}\n\n### other-photo gallery\n\n{suite_table(real['other_photo'])}",
                 f"### source-photo gallery\n\n{suite_table(real['source_photo'])}",
             ]
+            cache.parent.mkdir(parents=True, exist_ok=True)
             cache.with_suffix(".md").write_text("\n\n".join(tables) + "\n")
             privacy["chance"] = 1.0 / len(real["other_photo"].identities)
             cache.parent.mkdir(parents=True, exist_ok=True)

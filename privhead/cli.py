@@ -594,11 +594,12 @@ def _audit_suite(
     )
     (out / "suite.json").write_text(json.dumps(result.rows, indent=1) + "\n")
     typer.echo(table)
-    worst = result.worst_case()
+    worst = result.worst_case(min_n=1)
     if worst is not None:
         typer.echo(
             f"strongest attack: {worst['label']} ({worst['model']}): rank-1 "
-            f"{100 * worst['rank1']['value']:.0f}% (chance {100 / len(result.identities):.0f}%)"
+            f"{100 * worst['rank1']['value']:.0f}% on {worst['n']} probe(s) (chance "
+            f"{100 / len(result.identities):.0f}%)"
         )
     typer.echo(
         f"audited in {time.perf_counter() - start:.0f} s; wrote {out / 'suite.md'}, "

@@ -78,6 +78,11 @@ def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
     if record.get("fidelity_ratio") is not None:
         text += f"; face geometry {record['fidelity_ratio']:.2f}x the full-RGB error"
     text += f" (measured at commit {record.get('commit', '?')})"
+    if record.get("criterion_holds", False) and other["rank1"]["value"] > record["chance"]:
+        text += (
+            "; chance lies inside the CI only because the real-face set is small (few people "
+            "with several photos): the point estimate is above chance"
+        )
     if not record.get("criterion_holds", False):
         text += (
             ". This is NOT privhead's criterion (identification at chance): for the strongest "

@@ -217,16 +217,6 @@ def builtin_heads(out: Path, seeds, resolution: int, say) -> list[Path]:
 # ---------------------------------------------------------------------------- report
 
 
-def _rank1_cell(result, row, pose="all", fused=False) -> str:
-    values = [
-        r for r in result.rows if r["row"] == row and r["pose"] == pose and r["fused"] == fused
-    ]
-    if not values:
-        return "-"
-    best = max(values, key=lambda r: r["rank1"]["value"])
-    return Estimate(**best["rank1"]).format()
-
-
 def criterion_real(result) -> tuple[bool, str]:
     worst = result.worst_case()
     chance = 1.0 / len(result.identities)

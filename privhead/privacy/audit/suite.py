@@ -95,7 +95,8 @@ class AttackContext:
     gallery: list[FaceSample]
     cfg: SuiteConfig
     learned_inverter: object | None = None
-    extra_images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    gallery_maps: list[np.ndarray] = field(default_factory=list)
+    """sigma of every gallery photo (what the map-to-map attacks compare with)."""
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -205,7 +206,7 @@ def attack_learned(maps, ctx: AttackContext):
 
 def attack_map_to_map_pixels(maps, ctx: AttackContext) -> np.ndarray:
     """The attacker applies sigma to the gallery photos and compares maps (1 - correlation)."""
-    gallery = [protect_image(g.image, ctx.operator) for g in ctx.gallery]
+    gallery = ctx.gallery_maps
 
     def unit(m, shape):
         m = np.asarray(m, dtype=np.float64)
@@ -257,14 +258,12 @@ class SuiteResult:
         identities: gallery identities (N; chance rank-1 = 1 / N).
         n_probes: probes scored.
         thresholds: {model: distance threshold at cfg.far on the originals}.
-        images: {row: candidate images per probe} (for grids).
     """
 
     rows: list[dict]
     identities: list[str]
     n_probes: int
     thresholds: dict[str, float]
-    images: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def worst_case(
         self, rows: Sequence[str] | None = None, pose: str = "all", min_n: int = 5
@@ -345,7 +344,8 @@ def run_attack_suite(
     truth = [identities.index(p.identity) for p in probes]
     gallery_ids = [g.identity for g in gallery]
     maps = [protect_image(p.image, operator) for p in probes]
-    ctx = AttackContext(operator, probes, gallery, cfg, learned_inverter, extra_images or {})
+    gallery_maps = [protect_image(g.image, operator) for g in gallery]
+    ctx = AttackContext(operator, probes, gallery, cfg, learned_inverter, gallery_maps)
 
     mask = np.zeros((len(probes), len(gallery)), dtype=bool)
     if cfg.exclude_source_photo:
@@ -358,7 +358,9 @@ def run_attack_suite(
         return identity_distances(pair, gallery_ids, identities)
 
     say(f"embedding {len(gallery)} gallery photos and {len(probes)} originals")
-    gallery_embeddings, _ = _embed([g.image for g in gallery], gallery, detectors, recognizers)
+    gallery_embeddings, gallery_records = _embed(
+        [g.image for g in gallery], gallery, detectors, recognizers
+    )
     originals, original_records = _embed([p.image for p in probes], probes, detectors, recognizers)
     fallback = {
         p.name: (rec.face, p.image.shape[:2])
@@ -372,7 +374,6 @@ def run_attack_suite(
         matrices[(ORIGINALS_ROW, r.name)] = d
 
     wanted = ATTACKS if cfg.attacks is None else cfg.attacks
-    images: dict[str, list[np.ndarray]] = {}
     for name in wanted:
         if name == "learned_inverter" and learned_inverter is None:
             say("learned inverter: none given, skipped")
@@ -381,7 +382,6 @@ def run_attack_suite(
         if name in IMAGE_ATTACKS:
             outputs = IMAGE_ATTACKS[name](maps, ctx)
             outputs = [_resize(o, *p.image.shape[:2]) for o, p in zip(outputs, probes, strict=True)]
-            images[name] = outputs
             embedded, _ = _embed(outputs, probes, detectors, recognizers, fallback)
             for r in recognizers:
                 pair = _pair_distances(r, embedded[r.name], gallery_embeddings[r.name])
@@ -390,20 +390,19 @@ def run_attack_suite(
             probe_maps = [
                 _resize(map_to_image(m), *p.image.shape[:2]) for m, p in zip(maps, probes)
             ]
-            gallery_maps = [
-                _resize(map_to_image(protect_image(g.image, operator)), *g.image.shape[:2])
-                for g in gallery
+            gallery_map_images = [
+                _resize(map_to_image(m), *g.image.shape[:2])
+                for m, g in zip(gallery_maps, gallery, strict=True)
             ]
-            gallery_fallback = {}
-            _, gallery_records = _embed([g.image for g in gallery], gallery, detectors, [])
-            for g, rec in zip(gallery, gallery_records, strict=True):
-                if rec.face is not None:
-                    gallery_fallback[g.name] = (rec.face, g.image.shape[:2])
+            gallery_fallback = {
+                g.name: (rec.face, g.image.shape[:2])
+                for g, rec in zip(gallery, gallery_records, strict=True)
+                if rec.face is not None
+            }
             embedded, _ = _embed(probe_maps, probes, detectors, recognizers, fallback)
             gallery_map_embeddings, _ = _embed(
-                gallery_maps, gallery, detectors, recognizers, gallery_fallback
+                gallery_map_images, gallery, detectors, recognizers, gallery_fallback
             )
-            images[name] = probe_maps
             for r in recognizers:
                 pair = _pair_distances(r, embedded[r.name], gallery_map_embeddings[r.name])
                 matrices[(name, r.name)] = to_identity(pair)
@@ -414,7 +413,6 @@ def run_attack_suite(
     for name, outputs in (extra_images or {}).items():
         say(f"images: {name}")
         outputs = [_resize(o, *p.image.shape[:2]) for o, p in zip(outputs, probes, strict=True)]
-        images[name] = outputs
         embedded, _ = _embed(outputs, probes, detectors, recognizers, fallback)
         for r in recognizers:
             pair = _pair_distances(r, embedded[r.name], gallery_embeddings[r.name])
@@ -458,7 +456,7 @@ def run_attack_suite(
         "auc": Estimate(0.5, 0.5, 0.5),
     }
     rows.insert(0, _row(CHANCE_ROW, "-", "all", False, len(probes), None, chance))
-    return SuiteResult(rows, identities, len(probes), thresholds, images)
+    return SuiteResult(rows, identities, len(probes), thresholds)
 
 
 def _row(row, model, pose, fused, count, distances, metrics) -> dict:

@@ -44,6 +44,57 @@ def _user_errors(func):
 
 
 @app.command()
+@_user_errors
+def prepare(
+    source: Path = typer.Argument(
+        ..., metavar="INPUT", help="Folder of photos (JPEG/PNG/HEIC) or a video file."
+    ),
+    out: Path = typer.Argument(..., metavar="OUT_DATASET", help="Dataset folder to create."),
+    frames: int = typer.Option(40, "--frames", help="Video: frames kept (sharpest per window)."),
+    image_side: int = typer.Option(
+        512, "--image-side", help="Longer side of the dataset's images (px)."
+    ),
+    head_height_mm: float = typer.Option(
+        250.0,
+        "--head-height-mm",
+        help="Height of the masked subject (top of head to lowest visible neck), sets the scale.",
+    ),
+    detector: str = typer.Option(
+        "auto", "--detector", help="Face detectors voting the face direction (auto, none, ...)."
+    ),
+    keep_workdir: bool = typer.Option(
+        False, "--keep-workdir", help="Keep the SfM folder (images, database, model) beside OUT."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+) -> None:
+    """Photos or a video of a head -> cameras (SfM), masks, face split: a dataset for protect.
+
+    Runs entirely on this device; the photos are read here and never leave it.
+    """
+    import time
+
+    from privhead.prepare import PrepareConfig, prepare_dataset
+
+    start = time.perf_counter()
+    say = lambda text: typer.echo(f"[{time.perf_counter() - start:5.0f} s] {text}")  # noqa: E731
+    cfg = PrepareConfig(
+        frames=frames,
+        image_side=image_side,
+        subject_height_mm=head_height_mm,
+        detector=detector,
+        keep_workdir=keep_workdir,
+    )
+    result = prepare_dataset(source, out, cfg, overwrite=overwrite, log=say)
+    for line in result.summary_lines():
+        typer.echo(line)
+    if result.workdir is not None:
+        typer.echo(f"kept the working folder {result.workdir}")
+    typer.echo(
+        f"wrote {out} in {time.perf_counter() - start:.0f} s; next: privhead protect {out} BUNDLE"
+    )
+
+
+@app.command()
 def protect(
     input_path: Path = typer.Argument(
         ...,

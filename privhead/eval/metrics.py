@@ -427,6 +427,70 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return transform
 
 
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (scale, rotation, translation) mapping ``source`` onto
+    ``target`` (Umeyama 1991).
+
+    Args:
+        source, target: [N, 3] corresponding points, N >= 3 not all collinear.
+
+    Returns:
+        [4, 4] transform ``T`` with ``T[:3, :3] = s R``, minimising ``sum |T source_i -
+        target_i|^2``.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if len(source) < 3 or source.shape != target.shape:
+        raise ValueError("similarity_fit needs two [N, 3] arrays with N >= 3")
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    xs, xt = source - mu_s, target - mu_t
+    covariance = xt.T @ xs / len(source)
+    u, sigma, vt = np.linalg.svd(covariance)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ d @ vt
+    variance = (xs**2).sum() / len(source)
+    scale = float(np.trace(np.diag(sigma) @ d) / variance)
+    transform = np.eye(4)
+    transform[:3, :3] = scale * rotation
+    transform[:3, 3] = mu_t - scale * rotation @ mu_s
+    return transform
+
+
+def camera_errors(c2w_est: np.ndarray, c2w_true: np.ndarray) -> dict:
+    """Camera pose errors after the similarity aligning the estimated centres to the true ones.
+
+    Args:
+        c2w_est, c2w_true: [N, 4, 4] camera-to-world matrices of the same views (OpenCV axes).
+
+    Returns:
+        dict with ``transform`` (the [4, 4] similarity, estimated world -> true world, as a
+        list), ``scale``, ``rotation_deg`` (per view: angle between the aligned and the true
+        camera rotation), ``median_rotation_deg``, ``max_rotation_deg``, ``position`` (per view
+        distance after alignment, true units) and ``median_position``.
+    """
+    c2w_est = np.asarray(c2w_est, dtype=np.float64)
+    c2w_true = np.asarray(c2w_true, dtype=np.float64)
+    transform = similarity_fit(c2w_est[:, :3, 3], c2w_true[:, :3, 3])
+    scale = float(np.cbrt(np.linalg.det(transform[:3, :3])))
+    rotation = transform[:3, :3] / scale
+    angles, positions = [], []
+    for est, true in zip(c2w_est, c2w_true, strict=True):
+        aligned = rotation @ est[:3, :3]
+        cosine = (np.trace(aligned.T @ true[:3, :3]) - 1.0) / 2.0
+        angles.append(float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))))
+        centre = transform[:3, :3] @ est[:3, 3] + transform[:3, 3]
+        positions.append(float(np.linalg.norm(centre - true[:3, 3])))
+    return {
+        "transform": transform.tolist(),
+        "scale": scale,
+        "rotation_deg": angles,
+        "median_rotation_deg": float(np.median(angles)),
+        "max_rotation_deg": float(np.max(angles)),
+        "position": positions,
+        "median_position": float(np.median(positions)),
+    }
+
+
 def landmark_alignment(
     pred_landmarks: dict[str, np.ndarray], gt_landmarks: dict[str, np.ndarray]
 ) -> np.ndarray:

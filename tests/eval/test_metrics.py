@@ -350,3 +350,37 @@ def test_cli_evaluate_reports_user_errors(tmp_path, capsys):
         main(["evaluate", str(path), str(path), "--center", "0,0", "--radius", "1"])
     assert exit_info.value.code == 1
     assert "--center" in capsys.readouterr().err
+
+
+def test_similarity_fit_and_camera_errors():
+    from privhead.data.synthetic.rig import ring_cameras
+    from privhead.eval.metrics import camera_errors, similarity_fit
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(20, 3))
+    angle = 0.7
+    R = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    target = 2.5 * points @ R.T + np.array([1.0, -2.0, 0.5])
+    T = similarity_fit(points, target)
+    assert np.allclose(points @ T[:3, :3].T + T[:3, 3], target, atol=1e-9)
+
+    cameras, _, _ = ring_cameras(12, 32, 32)
+    S = np.eye(4)
+    S[:3, :3] = 0.4 * R.T
+    S[:3, 3] = [0.3, 0.1, -0.2]
+    moved = []
+    for c2w in cameras.c2w:  # the same rig in another similarity frame
+        m = np.eye(4)
+        m[:3, :3] = R.T @ c2w[:3, :3]
+        m[:3, 3] = S[:3, :3] @ c2w[:3, 3] + S[:3, 3]
+        moved.append(m)
+    errors = camera_errors(np.stack(moved), cameras.c2w)
+    assert errors["median_rotation_deg"] < 1e-5 and errors["median_position"] < 1e-9
+    assert errors["scale"] == pytest.approx(2.5)
+    tilted = np.stack(moved)
+    tilted[0, :3, :3] = tilted[0, :3, :3] @ np.array(
+        [[1, 0, 0], [0, np.cos(0.1), -np.sin(0.1)], [0, np.sin(0.1), np.cos(0.1)]]
+    )
+    assert camera_errors(tilted, cameras.c2w)["max_rotation_deg"] == pytest.approx(
+        np.degrees(0.1), abs=1e-6
+    )

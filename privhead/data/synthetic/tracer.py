@@ -118,6 +118,9 @@ def render_head(
     supersample: int = 4,
     on_view: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    background: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    on_backdrop: Callable[[int, np.ndarray], None] | None = None,
+    albedo_detail: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Rendering:
     """Render the head from every camera by sphere tracing, supersampled ``s x s`` per pixel.
 
@@ -129,6 +132,13 @@ def render_head(
         supersample: sub-pixels per pixel side; radiance is averaged in linear RGB.
         on_view: optional callback ``(view index, t [H*s, W*s], hit [H*s, W*s])``.
         progress: optional callback called with the number of views just finished.
+        background: optional ``(view index, origins [B, 3], directions [B, 3]) -> [B, 3]``
+            linear radiance of the rays that miss the head. The returned images stay on
+            black; each view's image in front of the background goes to ``on_backdrop``.
+        on_backdrop: ``(view index, [H, W, 3] float32 sRGB)`` receiving the images with the
+            background (needs ``background``).
+        albedo_detail: optional ``points [P, 3] -> [P, 1]`` factor multiplying the albedo
+            (fine skin and hair texture of a photo shoot).
     """
     s = int(supersample)
     H, W = cameras.height, cameras.width
@@ -148,8 +158,17 @@ def render_head(
         points = origins[hit] + t[hit, None] * directions[hit]
         if len(points):
             normals = surface_normals(points, params)
-            radiance[hit] = shade(head_albedo(points, params), normals)
+            albedo = head_albedo(points, params)
+            if albedo_detail is not None:
+                albedo = (albedo * albedo_detail(points)).clamp(0.0, 1.0)
+            radiance[hit] = shade(albedo, normals)
         image = radiance.view(H, s, W, s, 3).mean(dim=(1, 3))
+        if background is not None and on_backdrop is not None:
+            backdrop = torch.zeros(len(origins), 3)
+            if not bool(hit.all()):
+                backdrop[~hit] = background(i, origins[~hit], directions[~hit]).float()
+            backdrop = image + backdrop.view(H, s, W, s, 3).mean(dim=(1, 3))
+            on_backdrop(i, linear_to_srgb(backdrop).numpy())
         images[i] = linear_to_srgb(image).numpy()
         coverage[i] = hit.float().view(H, s, W, s).mean(dim=(1, 3)).numpy()
         if on_view is not None:

@@ -180,6 +180,11 @@ def write_synthetic_head(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     mesh_resolution: int = 160,
+    cameras: tuple[Cameras, np.ndarray, np.ndarray] | None = None,
+    names: list[str] | None = None,
+    background: Callable | None = None,
+    on_backdrop: Callable[[int, np.ndarray], None] | None = None,
+    albedo_detail: Callable | None = None,
 ) -> Path:
     """Generate the synthetic head of ``seed`` and write it as a dataset folder.
 
@@ -197,6 +202,13 @@ def write_synthetic_head(
         overwrite: replace the outputs of an earlier run in ``out``.
         progress: optional callback called with the number of views just rendered.
         mesh_resolution: marching-cubes grid size for ``gt_mesh.ply``.
+        cameras: optional (cameras, azimuths_deg, elevations_deg) replacing the ring rig
+            (square images of ``resolution`` pixels).
+        names: optional image file stems (default ``000000``, ``000001``, ...).
+        background, on_backdrop: a background behind the head and the callback receiving each
+            view rendered in front of it (:func:`privhead.data.synthetic.tracer.render_head`);
+            the dataset's own images stay on black.
+        albedo_detail: optional albedo texture factor (see ``render_head``).
 
     Returns:
         ``out``.
@@ -210,7 +222,20 @@ def write_synthetic_head(
     out = Path(out)
     _prepare_output(out, overwrite)
     with single_threaded():
-        _write_head(out, seed, n_views, resolution, supersample, progress, mesh_resolution)
+        _write_head(
+            out,
+            seed,
+            n_views,
+            resolution,
+            supersample,
+            progress,
+            mesh_resolution,
+            cameras,
+            names,
+            background,
+            on_backdrop,
+            albedo_detail,
+        )
     return out
 
 
@@ -222,6 +247,11 @@ def _write_head(
     supersample: int,
     progress: Callable[[int], None] | None,
     mesh_resolution: int,
+    rig_cameras: tuple[Cameras, np.ndarray, np.ndarray] | None = None,
+    names: list[str] | None = None,
+    background: Callable | None = None,
+    on_backdrop: Callable[[int, np.ndarray], None] | None = None,
+    albedo_detail: Callable | None = None,
 ) -> None:
     params = sample_head_params(seed)
     grid = build_sdf_grid(params, resolution=mesh_resolution)
@@ -230,7 +260,12 @@ def _write_head(
     face_region = face_region_dict(params, np.asarray(mesh.vertices))
 
     rig = RigConfig()
-    cameras, azimuths, elevations = ring_cameras(n_views, resolution, resolution, rig)
+    custom_rig = rig_cameras is not None
+    if rig_cameras is None:
+        rig_cameras = ring_cameras(n_views, resolution, resolution, rig)
+    cameras, azimuths, elevations = rig_cameras
+    if len(cameras) != n_views or (cameras.width, cameras.height) != (resolution, resolution):
+        raise PrivheadError("The given cameras do not match n_views and resolution.")
     visibility = _FaceVisibility(
         cameras,
         supersample,
@@ -238,8 +273,18 @@ def _write_head(
         np.asarray(mesh.vertex_normals),
         face_region,
     )
-    rendering = render_head(params, cameras, grid, supersample, visibility, progress)
-    names = [f"{i:06d}" for i in range(n_views)]
+    rendering = render_head(
+        params,
+        cameras,
+        grid,
+        supersample,
+        visibility,
+        progress,
+        background,
+        on_backdrop,
+        albedo_detail,
+    )
+    names = names or [f"{i:06d}" for i in range(n_views)]
     views = views_dict(cameras, azimuths, elevations, names, visibility.fractions)
     dataset = HeadDataset(
         images=rendering.images,
@@ -294,7 +339,9 @@ def _write_head(
         "resolution": [resolution, resolution],
         "n_views": n_views,
         "intrinsics": cameras.K[0].tolist(),
-        "rig": {
+        "rig": "cameras given by the caller (see shoot.json)"
+        if custom_rig
+        else {
             "elevations_deg": list(rig.elevations_deg),
             "per_ring": counts,
             "ring_azimuth_offsets_deg": offsets,

@@ -1,0 +1,194 @@
+"""Head masks on the device: the head separated from the room, from multi-view evidence.
+
+Two sources of evidence, both turned into per-view masks by OpenCV's GrabCut (a colour model of
+foreground and background refined by graph cuts):
+
+  * walk-around captures (the room moves between views): after structure from motion, 3D points
+    near the head centre are the head, the others are the room. Their projections seed GrabCut
+    (sure foreground / sure background), the projected head sphere bounds it.
+  * static-camera captures (turntable, the head turns in front of a fixed background): before
+    structure from motion, pixels whose colour barely changes across the views are background;
+    the masks then keep SfM off the background (only masked features register).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from privhead.errors import PrivheadError
+
+STATIC_STD = 6.0
+"""Temporal standard deviation (0-255 grey levels) under which a pixel counts as static."""
+STATIC_BORDER_FRACTION = 0.6
+"""A capture is static-camera when at least this fraction of the image border is static."""
+
+
+def _cv2():
+    from privhead._optional import require_opencv
+
+    return require_opencv()
+
+
+def temporal_std(images: np.ndarray) -> np.ndarray:
+    """[H, W] standard deviation over the views of each pixel's grey level (0-255)."""
+    grey = images.astype(np.float32).mean(axis=3)
+    return grey.std(axis=0)
+
+
+def is_static_camera(images: np.ndarray) -> bool:
+    """True when the image border (where the background is) hardly changes across the views."""
+    std = temporal_std(images)
+    border = np.concatenate(
+        [std[:4].ravel(), std[-4:].ravel(), std[:, :4].ravel(), std[:, -4:].ravel()]
+    )
+    return float(np.mean(border < STATIC_STD)) >= STATIC_BORDER_FRACTION
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a boolean mask, holes filled."""
+    cv2 = _cv2()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    if count <= 1:
+        return np.zeros_like(mask, dtype=bool)
+    keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    component = labels == keep
+    # Fill holes: background components not touching the border join the mask.
+    inverse = (~component).astype(np.uint8)
+    count, labels = cv2.connectedComponents(inverse, connectivity=4)
+    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+    holes = ~np.isin(labels, list(border)) & (inverse > 0)
+    return component | holes
+
+
+def grabcut(image: np.ndarray, seeds: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """GrabCut of an [H, W, 3] uint8 RGB image from a seed map of cv2.GC_* labels: boolean mask."""
+    cv2 = _cv2()
+    labels = seeds.astype(np.uint8).copy()
+    if not np.any((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)):
+        return np.zeros(labels.shape, dtype=bool)
+    if not np.any((labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)):
+        return np.ones(labels.shape, dtype=bool)
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    cv2.grabCut(bgr, labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def _disk_mark(labels: np.ndarray, uv: np.ndarray, radius: int, value: int) -> None:
+    cv2 = _cv2()
+    height, width = labels.shape
+    for u, v in np.round(uv).astype(int):
+        if 0 <= u < width and 0 <= v < height:
+            cv2.circle(labels, (int(u), int(v)), radius, int(value), -1)
+
+
+def masks_from_points(
+    images: np.ndarray,
+    cameras,
+    points: np.ndarray,
+    center: np.ndarray,
+    head_radius: float,
+    room_radius: float,
+    visible: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Head masks of a walk-around capture from its sparse 3D points.
+
+    The room's points (farther than ``room_radius`` from the head centre) are sure background
+    where they project; the head's own points (closer than ``head_radius``) sure foreground. A
+    smooth head may have few points of its own, so the head's image is also bounded from the
+    room's side: around the projected centre, the disk reaching to the nearest projected room
+    points is probable foreground, the rest of the sphere of ``room_radius`` probable
+    background, everything else sure background. GrabCut then separates them by colour.
+
+    Args:
+        images: [N, H, W, 3] uint8.
+        cameras: their :class:`~privhead.data.cameras.Cameras`.
+        points: [P, 3] triangulated points.
+        center: [3] head centre.
+        head_radius, room_radius: world radii (see above).
+        visible: per view, indices of the points that view observed (default: all points).
+
+    Returns:
+        [N, H, W] bool masks.
+    """
+    cv2 = _cv2()
+    n, height, width = images.shape[:3]
+    distance = np.linalg.norm(points - center, axis=1)
+    head, room = distance < head_radius, distance > room_radius
+    mark = max(2, round(0.006 * max(height, width)))
+    masks = np.zeros((n, height, width), dtype=bool)
+    for i in range(n):
+        chosen = np.arange(len(points)) if visible is None else visible[i]
+        uv, depth = cameras.subset([i]).project(np.concatenate([points[chosen], center[None]]))
+        uv, depth = uv[0], depth[0]
+        c_uv, uv, depth = uv[-1], uv[:-1], depth[:-1]
+        front = depth > 0
+        head_uv = uv[front & head[chosen]]
+        room_uv = uv[front & room[chosen]]
+        labels = np.full((height, width), cv2.GC_BGD, dtype=np.uint8)
+        labels[_sphere_disk(cameras, i, center, room_radius)] = cv2.GC_PR_BGD
+        if len(room_uv):
+            gaps = np.sort(np.linalg.norm(room_uv - c_uv, axis=1))
+            reach = 0.9 * gaps[min(2, len(gaps) - 1)]
+            cv2.circle(
+                labels, (int(round(c_uv[0])), int(round(c_uv[1]))), int(reach), cv2.GC_PR_FGD, -1
+            )
+        if len(head_uv) >= 3:
+            hull = cv2.convexHull(np.round(head_uv).astype(np.int32))
+            cv2.fillConvexPoly(labels, hull, int(cv2.GC_PR_FGD))
+        _disk_mark(labels, room_uv, mark, cv2.GC_BGD)
+        _disk_mark(labels, head_uv, mark, cv2.GC_FGD)
+        masks[i] = largest_component(grabcut(images[i], labels))
+    return masks
+
+
+def _sphere_disk(cameras, index: int, center: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels whose rays pass within ``radius`` of ``center`` in view ``index``."""
+    K, c2w = cameras.K[index], cameras.c2w[index]
+    height, width = cameras.height, cameras.width
+    cols, rows = np.meshgrid(np.arange(width), np.arange(height))
+    pixels = np.stack([cols, rows, np.ones_like(cols)], axis=-1).reshape(-1, 3).astype(np.float64)
+    dirs = pixels @ np.linalg.inv(K).T @ c2w[:3, :3].T
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    to_center = center - c2w[:3, 3]
+    along = dirs @ to_center
+    distance = np.linalg.norm(to_center[None] - along[:, None] * dirs, axis=1)
+    return ((distance < radius) & (along > 0)).reshape(height, width)
+
+
+def masks_from_static_background(images: np.ndarray) -> np.ndarray:
+    """Head masks of a static-camera capture: what changes across views is the head.
+
+    Pixels with a temporal standard deviation under :data:`STATIC_STD` and their per-pixel
+    median colour are the background plate; pixels far from the plate seed the foreground.
+    """
+    cv2 = _cv2()
+    plate = np.median(images.astype(np.float32), axis=0)
+    static = temporal_std(images) < STATIC_STD
+    # Only static pixels connected to the image border are background: the top of a head of
+    # uniform hair can be static too, but a ring of changing silhouette pixels encloses it.
+    count, labels_static = cv2.connectedComponents(static.astype(np.uint8), connectivity=4)
+    edge = np.concatenate(
+        [labels_static[0], labels_static[-1], labels_static[:, 0], labels_static[:, -1]]
+    )
+    border_ids = [k for k in np.unique(edge) if k > 0]
+    static = np.isin(labels_static, border_ids) & static
+    masks = np.zeros(images.shape[:3], dtype=bool)
+    for i, image in enumerate(images):
+        difference = np.abs(image.astype(np.float32) - plate).max(axis=2)
+        labels = np.full(image.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
+        labels[static & (difference < 12)] = cv2.GC_BGD
+        labels[difference > 40] = cv2.GC_FGD
+        labels[(difference > 20) & (labels != cv2.GC_FGD)] = cv2.GC_PR_FGD
+        masks[i] = largest_component(grabcut(image, labels))
+    if not masks.any():
+        raise PrivheadError(
+            "The camera is static but nothing moves in front of it: no head to mask."
+        )
+    return masks
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (or stacks of them)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

@@ -1,0 +1,93 @@
+"""Head masks from multi-view evidence, on scenes whose true masks are known."""
+
+import numpy as np
+import pytest
+
+from privhead.data.cameras import Cameras, look_at_c2w
+from privhead.prepare.masks import (
+    is_static_camera,
+    mask_iou,
+    masks_from_points,
+    masks_from_static_background,
+)
+
+pytest.importorskip("cv2")
+
+SIZE = 96
+
+
+def _checker(rng, shape, cell):
+    tiles = rng.integers(30, 255, size=(shape[0] // cell + 1, shape[1] // cell + 1, 3))
+    return np.kron(tiles, np.ones((cell, cell, 1)))[: shape[0], : shape[1]].astype(np.uint8)
+
+
+def _scene(n_views=6, seed=0):
+    """A skin-coloured ball of radius 0.5 at the origin in a room of random points."""
+    rng = np.random.default_rng(seed)
+    K = np.array([[90.0, 0, (SIZE - 1) / 2], [0, 90.0, (SIZE - 1) / 2], [0, 0, 1]])
+    c2ws = []
+    for k in range(n_views):
+        angle = 2 * np.pi * k / n_views
+        c2ws.append(look_at_c2w([2.5 * np.sin(angle), 0.3, 2.5 * np.cos(angle)]))
+    cameras = Cameras(np.repeat(K[None], n_views, 0), np.stack(c2ws), SIZE, SIZE)
+    room = rng.normal(size=(3000, 3))
+    room = 5.0 * room / np.linalg.norm(room, axis=1, keepdims=True)
+    head = rng.normal(size=(60, 3))
+    head = 0.5 * head / np.linalg.norm(head, axis=1, keepdims=True)
+    images, truth = [], []
+    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
+    for i in range(n_views):
+        (c_uv,), _ = cameras.subset([i]).project(np.zeros((1, 3)))
+        c_uv = c_uv[0]
+        distance = np.linalg.norm(cameras.centers[i])
+        radius_px = 90.0 * np.tan(np.arcsin(0.5 / distance))
+        inside = (cols - c_uv[0]) ** 2 + (rows - c_uv[1]) ** 2 < radius_px**2
+        image = _checker(rng, (SIZE, SIZE), 6)
+        image[inside] = (205, 150, 120)
+        images.append(image)
+        truth.append(inside)
+    points = np.concatenate([head, room])
+    visible = []  # what structure from motion would have seen: points the ball does not hide
+    for centre in cameras.centers:
+        rays = points - centre
+        t = -(rays @ centre) / np.einsum("ij,ij->i", rays, rays)
+        closest = np.linalg.norm(centre + np.clip(t, 0, 1)[:, None] * rays, axis=1)
+        behind = (closest < 0.5) & (np.linalg.norm(points, axis=1) > 0.5 + 1e-6)
+        facing = np.einsum("ij,ij->i", points, centre - points) > 0
+        on_ball = np.linalg.norm(points, axis=1) < 0.5 + 1e-6
+        visible.append(np.nonzero(~behind & (~on_ball | facing))[0])
+    return np.stack(images), cameras, points, np.stack(truth), visible
+
+
+def test_masks_from_points_find_the_head():
+    images, cameras, points, truth, visible = _scene()
+    masks = masks_from_points(images, cameras, points, np.zeros(3), 1.0, 2.0, visible)
+    assert mask_iou(masks, truth) > 0.9
+
+
+def test_masks_from_points_without_head_points():
+    # A smooth head gives few or no points of its own; the room alone bounds it.
+    images, cameras, points, truth, visible = _scene(seed=1)
+    room = np.linalg.norm(points, axis=1) > 1.0
+    visible = [v[room[v]] for v in visible]  # indices stay those of ``points``
+    masks = masks_from_points(images, cameras, points, np.zeros(3), 1.0, 2.0, visible)
+    assert mask_iou(masks, truth) > 0.85
+
+
+def test_static_background_masks():
+    rng = np.random.default_rng(3)
+    background = _checker(rng, (SIZE, SIZE), 8)
+    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
+    truth = (cols - 48) ** 2 + (rows - 44) ** 2 < 26**2
+    images = []
+    for _ in range(8):  # the "head" turns: its texture changes, the room does not
+        frame = background.copy()
+        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 1))
+        frame[truth] = np.clip(skin, 0, 255)[truth]
+        images.append(frame)
+    images = np.stack(images).astype(np.uint8)
+    assert is_static_camera(images)
+    masks = masks_from_static_background(images)
+    assert mask_iou(masks, np.repeat(truth[None], 8, 0)) > 0.9
+    moving = np.stack([_checker(np.random.default_rng(k), (SIZE, SIZE), 8) for k in range(8)])
+    assert not is_static_camera(moving)

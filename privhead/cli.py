@@ -133,7 +133,11 @@ def protect(
         "--threshold-deg",
         help="Pose rule: neutral beyond this angle to --forward (default views.json's, else 110).",
     ),
-    fmt: str = typer.Option("auto", "--format", help="Dataset format: auto, idr, transforms."),
+    fmt: str = typer.Option(
+        "auto",
+        "--format",
+        help="Dataset format: auto, idr, transforms, colmap (images/ + sparse/0), h3ds, facescape.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
     detector: str = typer.Option(
         "auto",
@@ -299,7 +303,18 @@ def synth(
     out: Path = typer.Argument(..., metavar="OUT", help="Dataset folder to create."),
     seed: int = typer.Option(0, "--seed", help="Identity seed of the synthetic head."),
     views: int = typer.Option(30, "--views", help="Number of views, split over three rings."),
-    resolution: int = typer.Option(64, "--resolution", help="Image width and height (px)."),
+    resolution: int | None = typer.Option(
+        None, "--resolution", help="Image width and height (px); default 64, 512 for --photos."
+    ),
+    photos: bool = typer.Option(
+        False,
+        "--photos",
+        help="A photo shoot instead: JPEG photos in a textured room (OUT/photos), no camera "
+        "files, the truth apart (OUT/truth); input for `privhead prepare`.",
+    ),
+    turntable: bool = typer.Option(
+        False, "--turntable", help="With --photos: fixed camera, turning head, static room."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier synth in OUT."),
 ) -> None:
     """Write the built-in synthetic head as a dataset (IDR + transforms.json + ground truth)."""
@@ -310,6 +325,27 @@ def synth(
     from privhead.progress import progress_bar
 
     start = time.perf_counter()
+    if turntable and not photos:
+        _fail("--turntable needs --photos.")
+    if photos:
+        from privhead.data.synthetic.photos import ShootConfig, write_photo_shoot
+
+        size = resolution or 512
+        try:
+            cfg = ShootConfig(
+                mode="turntable" if turntable else "walkaround", n_views=views, resolution=size
+            )
+            with progress_bar(total=views, desc="photographing", unit="photo", leave=False) as bar:
+                write_photo_shoot(out, seed=seed, cfg=cfg, overwrite=overwrite, progress=bar.update)
+        except PrivheadError as exc:
+            _fail(str(exc))
+        typer.echo(
+            f"wrote {out}/photos: {views} JPEG photos ({cfg.mode}), {size}x{size} px, seed "
+            f"{seed}; the true cameras, masks and mesh are in {out}/truth "
+            f"({time.perf_counter() - start:.1f} s). Next: privhead prepare {out}/photos DATASET"
+        )
+        return
+    resolution = resolution or 64
     try:
         with progress_bar(total=views, desc="rendering views", unit="view", leave=False) as bar:
             write_synthetic_head(

@@ -656,8 +656,11 @@ def load_dataset(root, fmt: str = "auto") -> HeadDataset:
 
     Args:
         root: dataset folder (or the path of a ``transforms.json`` file).
-        fmt: ``"idr"``, ``"transforms"`` or ``"auto"`` (``cameras.npz``, then
-            ``cameras_sphere.npz``, then ``transforms.json``).
+        fmt: ``"idr"``, ``"transforms"``, ``"colmap"`` (``images/`` + ``sparse/0``, see
+            :mod:`privhead.data.colmap`), ``"h3ds"``, ``"facescape"`` (see
+            :mod:`privhead.data.peers`) or ``"auto"`` (``cameras.npz``, then
+            ``cameras_sphere.npz``, then ``transforms.json``, then a COLMAP model, then the
+            FaceScape ``params.json``).
     """
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".json" and fmt in ("auto", "transforms"):
@@ -668,13 +671,39 @@ def load_dataset(root, fmt: str = "auto") -> HeadDataset:
         return read_idr(root)
     if fmt == "transforms":
         return read_transforms(root)
+    if fmt == "colmap":
+        from privhead.data.colmap import read_colmap_dataset
+
+        return read_colmap_dataset(root)
+    if fmt in ("h3ds", "facescape"):
+        from privhead.data import peers
+
+        return peers.read_h3ds(root) if fmt == "h3ds" else peers.read_facescape(root)
     if fmt != "auto":
-        raise PrivheadError(f"Unknown dataset format {fmt!r} (use auto, idr or transforms).")
+        raise PrivheadError(
+            f"Unknown dataset format {fmt!r} (use auto, idr, transforms, colmap, h3ds or "
+            "facescape)."
+        )
     for name in IDR_CAMERA_FILES:
         if (root / name).is_file():
             return read_idr(root, name)
     if (root / "transforms.json").is_file():
         return read_transforms(root)
+    from privhead.data.colmap import find_model_folder
+
+    try:
+        find_model_folder(root)
+    except PrivheadError:
+        pass
+    else:
+        from privhead.data.colmap import read_colmap_dataset
+
+        return read_colmap_dataset(root)
+    if (root / "params.json").is_file():
+        from privhead.data.peers import read_facescape
+
+        return read_facescape(root)
     raise PrivheadError(
-        f"{root} has no cameras.npz, cameras_sphere.npz or transforms.json: not a dataset folder."
+        f"{root} has no cameras.npz, cameras_sphere.npz, transforms.json, COLMAP model or "
+        "params.json: not a dataset folder."
     )

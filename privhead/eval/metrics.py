@@ -135,6 +135,10 @@ class PointMetrics:
     normal_consistency: float | None
     """Mean |cos| between each query normal and its nearest neighbour's normal, averaged over
     both directions; None without normals."""
+    normal_error_deg: float | None
+    """Mean angle, in degrees, between each query normal and its nearest neighbour's normal
+    (``arccos |cos|``: orientation-free), averaged over both directions; None without normals.
+    The surface-smoothness measure: bumps and ripples raise it even when distances are small."""
     n_pred: int
     """Predicted query points used (after region cropping and subsampling)."""
     n_gt: int
@@ -193,11 +197,13 @@ def chamfer(
         total = precision + recall
         fscore = 2 * precision * recall / total if total > 0 else 0.0
         fscores.append(FScore(float(threshold), precision, recall, fscore))
-    consistency = None
+    consistency = angle = None
     if pred.normals is not None and gt.normals is not None:
         to_gt = np.abs(np.einsum("ij,ij->i", pred.normals[pred.mask], gt.normals[i_pred]))
         to_pred = np.abs(np.einsum("ij,ij->i", gt.normals[gt.mask], pred.normals[i_gt]))
         consistency = float((to_gt.mean() + to_pred.mean()) / 2)
+        degrees = [np.degrees(np.arccos(np.clip(c, 0.0, 1.0))).mean() for c in (to_gt, to_pred)]
+        angle = float(sum(degrees) / 2)
     return PointMetrics(
         accuracy=accuracy,
         completeness=completeness,
@@ -207,6 +213,7 @@ def chamfer(
         chamfer_sq=(accuracy_sq + completeness_sq) / 2,
         fscores=fscores,
         normal_consistency=consistency,
+        normal_error_deg=angle,
         n_pred=len(d_pred),
         n_gt=len(d_gt),
     )
@@ -634,6 +641,7 @@ class EvaluationResult:
             entry.update(precision=f.precision, recall=f.recall, fscore=f.fscore)
             out["fscore"].append(entry)
         out["normal_consistency"] = m.normal_consistency
+        out["normal_error_deg"] = m.normal_error_deg
         if self.icp_rms is not None:
             out["icp_rms"] = self.icp_rms
             if mm:
@@ -673,6 +681,8 @@ class EvaluationResult:
             )
         if m.normal_consistency is not None:
             lines.append(f"normal consistency (mean |cos|): {m.normal_consistency:.4f}")
+        if m.normal_error_deg is not None:
+            lines.append(f"normal error (mean angle, degrees): {m.normal_error_deg:.2f}")
         return "\n".join(lines)
 
 

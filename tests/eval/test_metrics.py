@@ -114,6 +114,11 @@ def naive(pred, gt, pred_n, gt_n, thresholds, pred_mask, gt_mask):
         "completeness_sq": (d_g**2).mean(),
         "chamfer_sq": ((d_p**2).mean() + (d_g**2).mean()) / 2,
         "normal_consistency": (n_p.mean() + n_g.mean()) / 2,
+        "normal_error_deg": (
+            np.degrees(np.arccos(np.clip(n_p, 0, 1))).mean()
+            + np.degrees(np.arccos(np.clip(n_g, 0, 1))).mean()
+        )
+        / 2,
     }
     out["fscores"] = []
     for t in thresholds:
@@ -143,6 +148,7 @@ def test_chamfer_matches_naive_double_loop():
         "completeness_sq",
         "chamfer_sq",
         "normal_consistency",
+        "normal_error_deg",
     ):
         assert getattr(result, key) == pytest.approx(reference[key], rel=1e-12), key
     for got, (p, r, f) in zip(result.fscores, reference["fscores"], strict=True):
@@ -153,7 +159,27 @@ def test_chamfer_matches_naive_double_loop():
     ones = np.ones(60, bool), np.ones(75, bool)
     reference = naive(pred, gt, pred_n, gt_n, (), *ones)
     assert full.chamfer == pytest.approx(reference["chamfer"], rel=1e-12)
-    assert full.normal_consistency is None
+    assert full.normal_consistency is None and full.normal_error_deg is None
+
+
+def test_normal_error_sees_ripples_that_distances_hide():
+    # A flat plane against the same plane with a 1 % ripple: the distances barely move, the
+    # normals turn by atan(2 pi * 0.01 * 5) ~ 17 degrees at the steepest.
+    xs, ys = np.meshgrid(np.linspace(0, 1, 120), np.linspace(0, 1, 120))
+    flat = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], axis=1)
+    up = np.tile([0.0, 0.0, 1.0], (len(flat), 1))
+    z = 0.01 * np.sin(2 * np.pi * 5 * xs.ravel())
+    slope = 0.01 * 2 * np.pi * 5 * np.cos(2 * np.pi * 5 * xs.ravel())
+    rippled = flat + np.stack([0 * z, 0 * z, z], axis=1)
+    normals = np.stack([-slope, 0 * slope, np.ones_like(slope)], axis=1)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    same = chamfer(flat, flat, up, up)
+    assert same.normal_error_deg == pytest.approx(0.0, abs=1e-6)
+    ripple = chamfer(rippled, flat, normals, up)
+    assert ripple.chamfer < 0.01
+    expected = np.degrees(np.arctan(np.abs(slope))).mean()
+    assert ripple.normal_error_deg == pytest.approx(expected, rel=0.05)
+    assert ripple.normal_error_deg > 10
 
 
 def test_chamfer_subsampling_bounds_points():

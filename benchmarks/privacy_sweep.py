@@ -56,6 +56,25 @@ CANDIDATES: dict[str, dict] = {
         "clip": 0.1,
         "levels": 4,
     },
+    "32 px, lum., clip 0.1, features suppressed": {
+        "resolution": 32,
+        "luminance": True,
+        "clip": 0.1,
+        "suppress_features": 0.35,
+    },
+    "48 px, lum., clip 0.1": {"resolution": 48, "luminance": True, "clip": 0.1},
+    "32 px, lum., clip 0.1, blur 1": {
+        "resolution": 32,
+        "luminance": True,
+        "clip": 0.1,
+        "blur_sigma": 1.0,
+    },
+    "32 px, lum., clip 0.1, noise 0.01": {
+        "resolution": 32,
+        "luminance": True,
+        "clip": 0.1,
+        "noise": 0.01,
+    },
 }
 """The operators tried (name -> fields replaced in the paper operator)."""
 

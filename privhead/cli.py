@@ -117,6 +117,12 @@ def protect(
     blur: float | None = typer.Option(
         None, "--blur", help="Override the level's Gaussian blur sigma, in working pixels."
     ),
+    suppress_features: float | None = typer.Option(
+        None,
+        "--suppress-features",
+        help="Blank the eyes, brows and mouth (located by the face detector's landmarks; disk "
+        "radius in inter-ocular distances, e.g. 0.35) and record a validity mask; 0 = off.",
+    ),
     neutral: str | None = typer.Option(
         None,
         "--neutral",
@@ -163,7 +169,12 @@ def protect(
     from privhead.privacy.sensitivity import describe_decisions, parse_indices, parse_vector
 
     try:
-        chosen = {"name": operator, "resolution": resolution, "blur_sigma": blur}
+        chosen = {
+            "name": operator,
+            "resolution": resolution,
+            "blur_sigma": blur,
+            "suppress_features": suppress_features,
+        }
         operator_cfg = dataclasses.replace(
             level_operator(privacy), **{k: v for k, v in chosen.items() if v is not None}
         )

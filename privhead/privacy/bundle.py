@@ -12,6 +12,8 @@ Layout::
     neutral_mask/NAME.png      neutral masks (0 / 255), when the dataset has masks
     protected/NAME.png         gradient maps as 16-bit grey PNG: value = png / 65535 * scale,
                                with ``scale`` (the map's maximum) given per view in the manifest
+    protected_valid/NAME.png   validity mask of a map (0 / 255; 0 = suppressed feature region,
+                               ignored by stage 2), only where the operator suppressed pixels
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ from PIL import Image, UnidentifiedImageError
 import privhead
 from privhead.data.cameras import Cameras, check_similarity
 from privhead.errors import PrivheadError
-from privhead.privacy.operators import OperatorConfig, operator_margin, protect_image
+from privhead.privacy.operators import OperatorConfig, operator_margin, protect_image_valid
 from privhead.privacy.sensitivity import KINDS, NEUTRAL, SENSITIVE, ViewDecision
 from privhead.progress import progress_bar
 
 BUNDLE_FORMAT = "privhead-bundle"
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3
 """Written by this privhead. Version 2 added operator fields (luminance, clip, levels, noise);
-their defaults are version 1's operator, so version 1 bundles read unchanged."""
-READABLE_VERSIONS = (1, 2)
+version 3 the operator's ``suppress_features`` and per-map validity masks
+(``protected_valid/``). Missing fields take version 1's operator, so older bundles read
+unchanged."""
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 CAMERA_CONVENTION = (
     "K: 3x3 OpenCV intrinsics for the stored image's resolution, pixel centres at integer "
@@ -52,8 +56,9 @@ PROTECTED_PADDING = "replicate"
 """Border handling of the stored protected maps (same size as the working image)."""
 
 NEUTRAL_DIR, MASK_DIR, PROTECTED_DIR = "neutral", "neutral_mask", "protected"
+VALID_DIR = "protected_valid"
 _FILE_PATTERN = re.compile(
-    rf"({NEUTRAL_DIR}|{MASK_DIR}|{PROTECTED_DIR})/[A-Za-z0-9][A-Za-z0-9._-]*\.(png|npy)"
+    rf"({NEUTRAL_DIR}|{MASK_DIR}|{PROTECTED_DIR}|{VALID_DIR})/[A-Za-z0-9][A-Za-z0-9._-]*\.(png|npy)"
 )
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PNG16_MAX = 65535
@@ -68,6 +73,8 @@ class PrivacyBundle:
         neutral_masks: [Nn, H, W] bool, or None when the bundle has no masks.
         neutral_cameras: the Nn neutral cameras at H x W (world frame).
         protected_maps: [Np, h, w] float32 gradient moduli (sigma of each sensitive view).
+        protected_valid: [Np, h, w] bool, False where the operator suppressed a feature region
+            (stage 2 ignores those pixels), or None when no map has suppressed pixels.
         protected_cameras: the Np sensitive views' cameras at the working size h x w.
         operator: the operator that made the protected maps (apply it to renders in stage 2).
         scale_mat: [4, 4] normalised -> world similarity, or None.
@@ -92,6 +99,7 @@ class PrivacyBundle:
     neutral_indices: list[int] = field(default_factory=list)
     protected_indices: list[int] = field(default_factory=list)
     root: Path | None = None
+    protected_valid: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +170,14 @@ def write_bundle(
                 entry.update(_write_neutral(tmp, file_names[i], images[i], masks, i))
                 entry.update(_camera_entry(cameras, i))
             else:
-                protected = protect_image(images[i], operator_cfg)
+                protected, valid = protect_image_valid(images[i], operator_cfg)
                 entry.update(_write_protected(tmp, file_names[i], protected))
+                entry["valid"] = None
+                if valid is not None:
+                    path = f"{VALID_DIR}/{file_names[i]}.png"
+                    _write_file(tmp / path, _png_bytes(np.where(valid, 255, 0).astype(np.uint8)))
+                    entry["valid"] = path
+                    entry["valid_fraction"] = float(valid.mean())
                 entry.update(_camera_entry(protected_cameras, i))
             view_entries.append(entry)
         manifest = {
@@ -184,7 +198,7 @@ def write_bundle(
         }
         text = json.dumps(manifest, indent=1) + "\n"
         _write_file(tmp / MANIFEST_NAME, text.encode("utf-8"))
-        for sub in (NEUTRAL_DIR, MASK_DIR, PROTECTED_DIR):
+        for sub in (NEUTRAL_DIR, MASK_DIR, PROTECTED_DIR, VALID_DIR):
             if (tmp / sub).is_dir():
                 _fsync_dir(tmp / sub)
         _fsync_dir(tmp)
@@ -428,6 +442,7 @@ def read_bundle(path) -> PrivacyBundle:
     names, kinds, reasons = [], [], []
     neutral_images, neutral_masks, neutral_K, neutral_c2w, neutral_indices = [], [], [], [], []
     protected_maps, protected_K, protected_c2w, protected_indices = [], [], [], []
+    protected_valid = []
     neutral_size = None
     for position, entry in enumerate(views):
         view = f"{where}: view {position}"
@@ -480,6 +495,12 @@ def read_bundle(path) -> PrivacyBundle:
             if entry.get("mask") is not None:
                 raise PrivheadError(f"{view} is sensitive but lists a mask.")
             protected_maps.append(_read_protected(root, entry, view, width, height))
+            valid_path = entry.get("valid")
+            protected_valid.append(
+                np.ones((height, width), dtype=bool)
+                if valid_path is None
+                else _read_mask(root, valid_path, view, width, height, VALID_DIR)
+            )
             protected_K.append(K)
             protected_c2w.append(c2w)
             protected_indices.append(position)
@@ -508,6 +529,11 @@ def read_bundle(path) -> PrivacyBundle:
         scale_mat=scale_mat,
         names=names,
         kinds=kinds,
+        protected_valid=(
+            np.stack(protected_valid)
+            if protected_valid and not all(v.all() for v in protected_valid)
+            else None
+        ),
         reasons=reasons,
         neutral_indices=neutral_indices,
         protected_indices=protected_indices,
@@ -593,8 +619,10 @@ def _read_neutral_image(root: Path, entry: dict, where: str, width: int, height:
     return image
 
 
-def _read_mask(root: Path, relative, where: str, width: int, height: int) -> np.ndarray:
-    path = _bundle_file(root, relative, MASK_DIR, where, "mask")
+def _read_mask(
+    root: Path, relative, where: str, width: int, height: int, folder: str = MASK_DIR
+) -> np.ndarray:
+    path = _bundle_file(root, relative, folder, where, "mask")
     im = _decode_png(path, where)
     if im.mode != "L":
         raise PrivheadError(f"{where}: {path.name} must be an 8-bit grey PNG, not {im.mode}.")

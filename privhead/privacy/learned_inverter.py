@@ -721,6 +721,20 @@ def _learning_rate(step: int, cfg: InverterTrainConfig) -> float:
     return cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def _suppression(images: torch.Tensor, operator_cfg: OperatorConfig) -> torch.Tensor | None:
+    """[B, 1, H, W] feature-suppression masks of a batch, found as the user side finds them (the
+    on-device detector's landmarks), so the attacker trains on maps with the same holes."""
+    if operator_cfg.suppress_features <= 0:
+        return None
+    from privhead.privacy.operators import suppression_mask
+
+    masks = []
+    for image in images.detach().cpu().permute(0, 2, 3, 1).numpy():
+        mask = suppression_mask(image, operator_cfg)
+        masks.append(np.zeros(image.shape[:2], bool) if mask is None else mask)
+    return torch.from_numpy(np.stack(masks))[:, None].float().to(images.device)
+
+
 def train_inverter(
     operator_cfg: OperatorConfig,
     train_cfg: InverterTrainConfig = InverterTrainConfig(),
@@ -751,14 +765,15 @@ def train_inverter(
     for step in range(train_cfg.steps):
         images = sampler.sample(train_cfg.batch_size).to(device)
         with torch.no_grad():
-            maps = apply_operator(images, operator_cfg)
+            suppress = _suppression(images, operator_cfg)
+            maps = apply_operator(images, operator_cfg, suppress)
             target = _resize(images, size)
             inputs = prepare_maps(maps, size)
         mean_sum += target.sum(dim=0).double().cpu()
         output = model(inputs)
         loss = (output - target).abs().mean()
         if train_cfg.consistency_weight > 0:
-            regenerated = _normalise(_resize(apply_operator(output, operator_cfg), size))
+            regenerated = _normalise(_resize(apply_operator(output, operator_cfg, suppress), size))
             loss = (
                 loss
                 + train_cfg.consistency_weight
@@ -942,7 +957,8 @@ def evaluate_inverter(
         seeds, render_size, pose=pose, rng_seed=rng_seed, grid_resolution=grid_resolution
     )
     tensor = torch.from_numpy(truths).permute(0, 3, 1, 2)
-    maps = [m[0].numpy() for m in apply_operator(tensor, model.operator_cfg)]
+    suppress = _suppression(tensor, model.operator_cfg)
+    maps = [m[0].numpy() for m in apply_operator(tensor, model.operator_cfg, suppress)]
     targets = _resize(tensor, model.image_size).permute(0, 2, 3, 1).numpy()
     inverted = np.stack(model.invert(maps))
     baseline = model.baseline()

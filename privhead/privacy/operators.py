@@ -88,6 +88,15 @@ class OperatorConfig:
     Seeded from the image itself, so a bundle is reproducible but the noise is unknown to
     anyone without the photo."""
 
+    suppress_features: float = 0.0
+    """Suppress the facial feature regions (eyes with their brows, mouth) located by the
+    on-device face detector's landmarks (YuNet, ``privhead[audit]``): disks of this radius, in
+    inter-ocular distances, around each eye (centred 0.2 of that distance above it, to take in
+    the brow) and, 1.3 times larger, around the middle of the mouth corners. The stored map is 0
+    there and in the operator's margin around them, and the bundle records a per-pixel validity
+    mask so that stage 2 ignores those pixels. 0 = off; a view without detected landmarks is
+    not suppressed. User side only (stage 2 needs no landmarks: it skips the invalid pixels)."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or self.name.lower() not in OPERATOR_SMOOTHING:
             raise PrivheadError(
@@ -114,7 +123,7 @@ class OperatorConfig:
             raise PrivheadError(
                 f"Operator luminance must be true or false, got {self.luminance!r}."
             )
-        for name in ("clip", "noise"):
+        for name in ("clip", "noise", "suppress_features"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise PrivheadError(f"Operator {name} must be a number, got {value!r}.")
@@ -282,12 +291,17 @@ def gradient_modulus(
     return modulus
 
 
-def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
+def apply_operator(
+    images: torch.Tensor, cfg: OperatorConfig, suppress: torch.Tensor | None = None
+) -> torch.Tensor:
     """The user-side privacy operator sigma: area-downsample to the working size, then Eq. 6.
 
     Args:
         images: [B, 3, H, W] RGB images in [0, 1].
         cfg: operator parameters.
+        suppress: optional [B, 1, H, W] masks (1 = feature region to suppress) of
+            ``cfg.suppress_features`` (:func:`feature_regions`); the maps are 0 wherever
+            :func:`valid_pixels` says a working pixel depends on a suppressed one.
 
     Returns:
         [B, 1, h, w] protected gradient maps, (w, h) = ``cfg.working_size(W, H)``, replicate
@@ -296,7 +310,85 @@ def apply_operator(images: torch.Tensor, cfg: OperatorConfig) -> torch.Tensor:
     width, height = cfg.working_size(images.shape[-1], images.shape[-2])
     working = downsample_area(images, (height, width))
     maps = gradient_modulus(working, cfg, padding="replicate")
-    return finish_maps(maps, cfg, images)
+    maps = finish_maps(maps, cfg, images)
+    if suppress is not None:
+        maps = maps * valid_pixels(suppress, cfg, (height, width)).to(maps.dtype)
+    return maps
+
+
+def valid_pixels(suppress: torch.Tensor, cfg: OperatorConfig, size) -> torch.Tensor:
+    """[B, 1, h, w] bool: working pixels whose operator value depends on no suppressed pixel.
+
+    A working pixel is invalid when its area holds any suppressed image pixel, or when one lies
+    within the operator's margin (derivative kernel + blur) of it.
+
+    Args:
+        suppress: [B, 1, H, W] masks (nonzero = suppressed) at image resolution.
+        cfg: the operator.
+        size: (h, w) working size.
+    """
+    touched = downsample_area(suppress.float(), size) > 0
+    margin = operator_margin(cfg)
+    if margin:
+        touched = F.max_pool2d(touched.float(), 2 * margin + 1, stride=1, padding=margin) > 0
+    return ~touched
+
+
+FEATURE_BROW_SHIFT = 0.2
+"""Eye disks are centred this many inter-ocular distances above the eye landmark (brows)."""
+FEATURE_MOUTH_SCALE = 1.3
+"""The mouth disk's radius is this many times the eye disks' radius."""
+
+
+def feature_regions(landmarks: np.ndarray, height: int, width: int, radius: float) -> np.ndarray:
+    """[H, W] bool mask of the facial feature regions of one face (``suppress_features``).
+
+    Args:
+        landmarks: [5, 2] (x, y) pixels in the detectors' order (eye_left, eye_right, nose,
+            mouth_left, mouth_right).
+        height, width: image size.
+        radius: disk radius in inter-ocular distances.
+    """
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = points[:2], points[3:5].mean(axis=0)
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+    # "Up" in the face: perpendicular to the eye line, pointing away from the mouth.
+    along = (eyes[1] - eyes[0]) / max(iod, 1e-9)
+    up = np.array([along[1], -along[0]])
+    if up @ (eyes.mean(axis=0) - mouth) < 0:
+        up = -up
+    rows, cols = np.mgrid[0:height, 0:width]
+    grid = np.stack([cols, rows], axis=-1).astype(np.float64)
+    mask = np.zeros((height, width), dtype=bool)
+    for eye in eyes:
+        centre = eye + FEATURE_BROW_SHIFT * iod * up
+        mask |= np.linalg.norm(grid - centre, axis=-1) < radius * iod
+    mask |= np.linalg.norm(grid - mouth, axis=-1) < FEATURE_MOUTH_SCALE * radius * iod
+    return mask
+
+
+_LANDMARK_DETECTOR = None
+
+
+def suppression_mask(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray | None:
+    """The ``suppress_features`` mask of one [H, W, 3] image, from the on-device detector's
+    landmarks (YuNet, loaded once); None when the operator does not suppress or no face with
+    landmarks is found (every face found is suppressed)."""
+    global _LANDMARK_DETECTOR
+    if cfg.suppress_features <= 0:
+        return None
+    if _LANDMARK_DETECTOR is None:
+        from privhead.privacy.faces.detect import YuNetDetector
+
+        _LANDMARK_DETECTOR = YuNetDetector()
+    height, width = image.shape[:2]
+    mask = np.zeros((height, width), dtype=bool)
+    found = False
+    for detection in _LANDMARK_DETECTOR.detect(image):
+        if detection.landmarks is not None:
+            mask |= feature_regions(detection.landmarks, height, width, cfg.suppress_features)
+            found = True
+    return mask if found else None
 
 
 def finish_maps(maps: torch.Tensor, cfg: OperatorConfig, images: torch.Tensor) -> torch.Tensor:
@@ -327,11 +419,25 @@ def protect_image(image: np.ndarray, cfg: OperatorConfig) -> np.ndarray:
     """sigma of one [H, W, 3] float RGB image in [0, 1] (numpy): the [h, w] float32 map.
 
     The one numpy entry point used by the bundle writer and the audit, so both protect an
-    image exactly as ``apply_operator`` does.
+    image exactly as ``apply_operator`` does (feature suppression included).
+    """
+    return protect_image_valid(image, cfg)[0]
+
+
+def protect_image_valid(image: np.ndarray, cfg: OperatorConfig):
+    """sigma of one image and its validity mask: ([h, w] float32 map, [h, w] bool or None).
+
+    The mask is None when nothing was suppressed (every pixel valid).
     """
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    suppress = suppression_mask(image, cfg)
     with torch.no_grad():
-        return apply_operator(tensor[None], cfg)[0, 0].numpy()
+        if suppress is None:
+            return apply_operator(tensor[None], cfg)[0, 0].numpy(), None
+        mask = torch.from_numpy(suppress)[None, None].float()
+        width, height = cfg.working_size(image.shape[1], image.shape[0])
+        maps = apply_operator(tensor[None], cfg, mask)[0, 0].numpy()
+        return maps, valid_pixels(mask, cfg, (height, width))[0, 0].numpy()
 
 
 _PAPER_FIELDS = dict(
@@ -343,6 +449,7 @@ _PAPER_FIELDS = dict(
     clip=0.0,
     levels=0,
     noise=0.0,
+    suppress_features=0.0,
 )
 PAPER_OPERATOR = OperatorConfig(**_PAPER_FIELDS)
 """The paper's operator (Sobel gradient modulus at 64 px), every field spelled out so it never

@@ -32,6 +32,7 @@ def gradient_loss(
     rendered_patches: torch.Tensor,
     target_maps: torch.Tensor,
     operator: Callable[[torch.Tensor], torch.Tensor],
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_grad = mean | sigma(rendered) - |g| | (paper Eq. 5).
 
@@ -41,6 +42,8 @@ def gradient_loss(
         target_maps: [B, 1, h, w] protected gradient-modulus maps at the patch interiors.
         operator: the bundle's own operator with 'valid' padding, [B, 3, H, W] -> [B, 1, H - 2m,
             W - 2m] (the same maths that produced the targets).
+        valid: optional [B, 1, h, w] {0, 1} weights: pixels the operator suppressed (0) do not
+            count; the loss is the mean over the valid pixels (0 when there are none).
 
     Returns:
         scalar L1 loss.
@@ -48,4 +51,7 @@ def gradient_loss(
     modulus = operator(rendered_patches)
     if modulus.shape != target_maps.shape:
         raise ValueError(f"operator output {tuple(modulus.shape)} != {tuple(target_maps.shape)}")
-    return (modulus - target_maps).abs().mean()
+    error = (modulus - target_maps).abs()
+    if valid is None:
+        return error.mean()
+    return (error * valid).sum() / valid.sum().clamp_min(1.0)

@@ -229,7 +229,15 @@ class Trainer:
                 for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
             ]
         )[:, None]
-        return {"grad": gradient_loss(patches, targets, self.operator_fn)}, gradients
+        valid = None
+        if views.protected_valid is not None:
+            valid = torch.stack(
+                [
+                    views.protected_valid[v, t : t + size, l_ : l_ + size]
+                    for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
+                ]
+            )[:, None]
+        return {"grad": gradient_loss(patches, targets, self.operator_fn, valid)}, gradients
 
     def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}

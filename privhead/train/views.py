@@ -33,6 +33,8 @@ class TrainingViews:
         protected_c2w: [Np, 4, 4] camera-to-world (normalised frame).
         operator: the operator that made the maps (None without protected views).
         scale_mat: [4, 4] normalised -> dataset world frame.
+        protected_valid: [Np, h, w] float {0, 1}: 0 where the operator suppressed the map
+            (feature regions; the loss ignores them), or None when every pixel is valid.
     """
 
     rgb_images: torch.Tensor
@@ -44,6 +46,7 @@ class TrainingViews:
     protected_c2w: torch.Tensor
     operator: OperatorConfig | None
     scale_mat: np.ndarray
+    protected_valid: torch.Tensor | None = None
 
     @property
     def num_rgb(self) -> int:
@@ -63,6 +66,7 @@ def make_training_views(
     operator: OperatorConfig | None,
     scale_mat: np.ndarray,
     device: torch.device,
+    protected_valid: np.ndarray | None = None,
 ) -> TrainingViews:
     """Normalise cameras and move everything to ``device``.
 
@@ -75,6 +79,7 @@ def make_training_views(
         operator: operator of the maps.
         scale_mat: [4, 4] normalisation (normalised -> world).
         device: torch device.
+        protected_valid: optional [Np, h, w] bool validity of the maps' pixels.
     """
     f32 = dict(dtype=torch.float32, device=device)
     if len(rgb_images):
@@ -101,6 +106,9 @@ def make_training_views(
         protected_c2w=torch.as_tensor(pc2w).to(**f32),
         operator=operator,
         scale_mat=np.asarray(scale_mat, dtype=np.float64),
+        protected_valid=None
+        if protected_valid is None or not len(protected_maps)
+        else torch.as_tensor(np.asarray(protected_valid, dtype=np.float32)).to(device),
     )
 
 
@@ -127,6 +135,7 @@ def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingVi
         bundle.operator,
         scale_mat,
         device,
+        protected_valid=bundle.protected_valid,
     )
 
 

@@ -96,7 +96,7 @@ def test_round_trip(bundle_dir):
     assert bundle.operator == CFG
     np.testing.assert_allclose(bundle.scale_mat, dataset.scale_mat)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format"] == "privhead-bundle" and manifest["version"] == 2
+    assert manifest["format"] == "privhead-bundle" and manifest["version"] == 3
     assert manifest["working_resolution"] == {"width": 16, "height": 16}
     assert {v["reason"] for v in manifest["views"]} == {"user"}
 
@@ -157,9 +157,9 @@ def test_failure_leaves_nothing(tmp_path, monkeypatch):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk on fire")
-        return np.zeros((16, 16), np.float32)
+        return np.zeros((16, 16), np.float32), None
 
-    monkeypatch.setattr(bundle_module, "protect_image", failing_protect)
+    monkeypatch.setattr(bundle_module, "protect_image_valid", failing_protect)
     dataset = make_dataset()
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_bundle(dataset, classify_views(6, neutral=NEUTRAL), CFG, tmp_path / "out")
@@ -189,7 +189,7 @@ def _view(manifest, kind):
 
 
 MALFORMED = {
-    "unknown version": (lambda m: m.update(version=3), "version 3"),
+    "unknown version": (lambda m: m.update(version=4), "version 4"),
     "wrong format": (lambda m: m.update(format="zip"), "format 'zip'"),
     "unknown operator": (lambda m: m["operator"].update(name="canny"), "sobel, scharr"),
     "unknown operator parameter": (lambda m: m["operator"].update(gamma=2), "gamma"),

@@ -123,7 +123,7 @@ def test_version_1_bundles_still_read_with_the_same_maps(tmp_path):
     path = write_bundle(dataset, classify_views(4, neutral=[0]), cfg, tmp_path / "b")
     current = read_bundle(path)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["version"] == 2
+    assert manifest["version"] == 3
     # what privhead 0.1 wrote: version 1, the operator without the version-2 fields
     manifest["version"] = 1
     manifest["operator"] = {

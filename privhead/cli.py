@@ -410,6 +410,15 @@ def reconstruct(
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
     seed: int = typer.Option(0, help="Random seed."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    formats: str = typer.Option(
+        "ply",
+        "--format",
+        help="Extra exports of the final mesh with vertex colours from the colour network: a "
+        "comma list of ply, obj, glb (mesh_colored.<format>); ply alone = mesh.ply only.",
+    ),
+    faces: int = typer.Option(
+        0, "--faces", help="Decimate the coloured exports to about this many faces (0 = keep)."
+    ),
 ) -> None:
     """Reconstruct a head mesh from a privacy bundle (stage 1: neutral RGB, stage 2: gradients).
 
@@ -430,6 +439,9 @@ def reconstruct(
         ]
     if mesh_resolution:
         flags.append(f"mesh_resolution={mesh_resolution}")
+    from privhead.mesh.export import mesh_format
+
+    wanted = [mesh_format(f"mesh.{f.strip()}") for f in formats.split(",") if f.strip()]
     cfg = resolve_config(preset, "full-rgb" if full_rgb else mode, [*flags, *overrides], seed)
     result = run(source, out, cfg, device=device, resume=resume, progress=not quiet)
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
@@ -437,6 +449,24 @@ def reconstruct(
         f"done in {result.total_seconds:.0f} s ({stages}, mesh {result.mesh_seconds:.0f} s): "
         f"{result.mesh}, {result.renders}, {result.config}"
     )
+    if wanted != ["ply"] or faces:
+        for path in _coloured_exports(result.checkpoint, result.mesh, out, wanted, faces, device):
+            typer.echo(f"wrote {path} (vertex colours; the face's were learned without face RGB)")
+
+
+def _coloured_exports(checkpoint, mesh_path, out_dir, formats, faces, device) -> list:
+    import trimesh
+
+    from privhead.device import resolve_device
+    from privhead.mesh.export import decimate, export_mesh, vertex_colors
+    from privhead.train.checkpoint import load_field
+
+    torch_device = resolve_device(device)
+    field, _, scale_mat = load_field(checkpoint, torch_device)
+    mesh = trimesh.load(mesh_path, process=False)
+    mesh.visual.vertex_colors = vertex_colors(field, mesh, scale_mat, torch_device)
+    mesh = decimate(mesh, faces)
+    return [export_mesh(mesh, Path(out_dir) / f"mesh_colored.{fmt}") for fmt in formats]
 
 
 @app.command()
@@ -445,8 +475,13 @@ def extract(
     checkpoint: Path = typer.Argument(
         ..., help="A checkpoint written by reconstruct (checkpoints/*.pt)."
     ),
-    out: Path = typer.Argument(..., help="Output mesh (.ply)."),
+    out: Path = typer.Argument(..., help="Output mesh (.ply, .obj or .glb)."),
     resolution: int = typer.Option(512, help="Marching-cubes samples per axis."),
+    colors: bool = typer.Option(
+        False, "--colors", help="Vertex colours from the colour network (face: learned w/o RGB)."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help="ply | obj | glb (default: suffix)."),
+    faces: int = typer.Option(0, "--faces", help="Decimate to about this many faces (0 = keep)."),
     keep_all: bool = typer.Option(
         False, help="Keep every connected component, not only the largest."
     ),
@@ -456,15 +491,19 @@ def extract(
     import time
 
     from privhead.device import resolve_device
+    from privhead.mesh.export import decimate, export_mesh, mesh_format, vertex_colors
     from privhead.reconstruct import mesh_from_field
     from privhead.train.checkpoint import load_field
 
     start = time.perf_counter()
+    mesh_format(out, fmt)
     torch_device = resolve_device(device)
     field, _, scale_mat = load_field(checkpoint, torch_device)
     mesh = mesh_from_field(field, scale_mat, resolution, not keep_all, torch_device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(out)
+    if colors:
+        mesh.visual.vertex_colors = vertex_colors(field, mesh, scale_mat, torch_device)
+    mesh = decimate(mesh, faces)
+    out = export_mesh(mesh, out, fmt)
     typer.echo(
         f"wrote {out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, "
         f"{resolution}^3 in {time.perf_counter() - start:.1f} s"

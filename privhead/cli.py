@@ -156,6 +156,12 @@ def protect(
         "--allow-rgb-despite-face",
         help="Views to keep as RGB even though a detector finds a face in them, e.g. 7.",
     ),
+    submit_to: str | None = typer.Option(
+        None,
+        "--submit",
+        metavar="URL",
+        help="Then upload the bundle to a privhead server (privhead serve) and print the job.",
+    ),
 ) -> None:
     """Write the privacy bundle: the only data that may leave the user.
 
@@ -206,6 +212,17 @@ def protect(
     )
     line = leakage_line(result.operator)
     typer.echo(("warning: " if privacy == "paper" else "") + line)
+    if submit_to:
+        from privhead.service.client import submit_bundle
+
+        try:
+            job = submit_bundle(out_bundle, submit_to, say=typer.echo)
+        except PrivheadError as exc:
+            _fail(str(exc))
+        typer.echo(
+            f"status: {submit_to.rstrip('/')}/jobs/{job['id']} "
+            f"(header 'Authorization: Bearer {job['token']}')"
+        )
 
 
 @app.command()
@@ -742,6 +759,74 @@ def _audit_suite(
         f"audited in {time.perf_counter() - start:.0f} s; wrote {out / 'suite.md'}, "
         f"{out / 'suite.json'}"
     )
+
+
+@app.command()
+@_user_errors
+def pack(
+    bundle: Path = typer.Argument(..., metavar="BUNDLE", help="A privacy bundle folder."),
+    out: Path = typer.Argument(..., metavar="OUT_ZIP", help="Archive to write (.zip)."),
+) -> None:
+    """Zip a privacy bundle (validated first) for upload to a privhead server."""
+    from privhead.service.archive import pack_bundle
+
+    path = pack_bundle(bundle, out)
+    typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@app.command()
+@_user_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    data: Path = typer.Option(Path("privhead-data"), "--data", help="Jobs, uploads, results."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (one job each)."),
+    threads: int = typer.Option(1, "--threads", help="torch threads per worker."),
+    keep_bundles: bool = typer.Option(False, help="Keep uploads after their job ends."),
+    retention_days: float = typer.Option(7.0, help="Delete results this many days after."),
+    device: str = typer.Option("cpu", help="Device of the workers: cpu, cuda, auto."),
+) -> None:
+    """The reconstruction service: HTTP API + web page + worker processes (SQLite job queue).
+
+    Jobs survive restarts: a job whose worker died is queued again and resumes from its last
+    checkpoint. Needs the serve extra: pip install 'privhead[serve]'.
+    """
+    from privhead.service.server import run_server
+    from privhead.service.worker import ServiceConfig
+
+    cfg = ServiceConfig(
+        data_dir=data,
+        keep_bundles=keep_bundles,
+        retention_days=retention_days,
+        device=device,
+        threads=threads,
+    )
+    run_server(cfg, host, port, workers, say=typer.echo)
+
+
+@app.command()
+@_user_errors
+def submit(
+    bundle: Path | None = typer.Argument(
+        None, metavar="BUNDLE", help="Bundle folder or archive (omit with --job)."
+    ),
+    server: str = typer.Option(..., "--server", help="Server URL, e.g. http://127.0.0.1:8080."),
+    preset: str = typer.Option("default", "--preset", help="tiny | fast | default | paper."),
+    overrides: list[str] = typer.Option([], "--set", help="Config override section.field=value."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the job and show its progress."),
+    out: Path | None = typer.Option(None, "--out", help="Download the results here (--wait)."),
+) -> None:
+    """Upload a privacy bundle to a privhead server; with --wait, follow it and download."""
+    from privhead.service.client import submit_bundle
+
+    if bundle is None:
+        raise PrivheadError("Give the bundle to submit.")
+    if out is not None and not wait:
+        raise PrivheadError("--out needs --wait.")
+    result = submit_bundle(
+        bundle, server, preset, list(overrides), wait=wait, out=out, say=typer.echo
+    )
+    typer.echo(f"job {result['id']}: {result['state']}")
 
 
 def main(argv: list[str] | None = None) -> None:

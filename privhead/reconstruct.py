@@ -139,6 +139,7 @@ def reconstruct(
     resume: bool = False,
     progress: bool = True,
     log=print,
+    on_step=None,
 ) -> ReconstructionResult:
     """Run a reconstruction and write meshes, renders, config and checkpoints into ``out_dir``.
 
@@ -158,6 +159,7 @@ def reconstruct(
         resume: continue an interrupted run in ``out_dir``.
         progress: progress bars.
         log: where one-line messages go.
+        on_step: optional ``(stage, step, steps, losses)`` callback (see ``Trainer.run``).
     """
     start = time.perf_counter()
     source, out_dir = Path(source), Path(out_dir)
@@ -218,7 +220,7 @@ def reconstruct(
         if name != final:
             write_mesh(name, field_, out_dir / f"mesh_{name}.ply")
 
-    stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end)
+    stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end, on_step=on_step)
     for stage in trainer.stages[:-1]:
         # A resumed run may have finished this stage before the interruption.
         path = out_dir / f"mesh_{stage.name}.ply"

@@ -310,12 +310,15 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
 
     # ---------------------------------------------------------------- loop
-    def run(self, resume: bool = False, on_stage_end=None) -> dict[str, float]:
+    def run(self, resume: bool = False, on_stage_end=None, on_step=None) -> dict[str, float]:
         """Run (or finish) every stage.
 
         Args:
             resume: continue from ``checkpoints/last.pt`` when it exists.
             on_stage_end: optional callback ``(stage_name, field)`` after each stage.
+            on_step: optional callback ``(stage_name, step, steps, losses: dict[str, float])``
+                every 10 steps and at the end of each stage; it may raise to stop the run
+                (the last checkpoint stays, so the run can resume).
 
         Returns:
             seconds per stage.
@@ -350,6 +353,9 @@ class Trainer:
                     post = {k: f"{v.item():.4f}" for k, v in terms.items() if k != "lip"}
                     post["beta"] = f"{self.field.beta().item():.4f}"
                     bar.set_postfix(post, refresh=False)
+                    if on_step is not None:
+                        losses = {k: float(v.item()) for k, v in terms.items()}
+                        on_step(stage.name, self.step, stage.steps, losses)
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < stage.steps:
                     self.stage_seconds[stage.name] = time.perf_counter() - start
                     self.save_checkpoint(last)

@@ -1,0 +1,71 @@
+"""``privhead serve``: the API in this process (uvicorn), the workers in child processes.
+
+A supervisor thread restarts a worker that dies and puts its job back in the queue (the new
+worker resumes it from its checkpoint), and purges results past their retention.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+from privhead.errors import PrivheadError
+from privhead.service.store import JobStore
+from privhead.service.worker import ServiceConfig, purge_expired, worker_main
+
+SUPERVISE_SECONDS = 2.0
+
+
+def _start_worker(ctx, cfg: ServiceConfig, index: int):
+    name = f"w{index}-{time.time_ns()}"
+    process = ctx.Process(target=worker_main, args=(cfg, name), name=name, daemon=True)
+    process.start()
+    return name, process
+
+
+def run_server(cfg: ServiceConfig, host: str, port: int, n_workers: int, say=print) -> None:
+    try:
+        import uvicorn
+
+        from privhead.service.app import create_app
+    except ImportError as exc:
+        raise PrivheadError(
+            f"privhead serve needs the serve extra ({exc}); install it with: "
+            "pip install 'privhead[serve]'"
+        ) from None
+    if n_workers < 1:
+        raise PrivheadError("--workers must be at least 1.")
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(cfg.store_path)
+    requeued = store.requeue_orphans()
+    if requeued:
+        say(f"resuming {len(requeued)} interrupted job(s): {', '.join(requeued)}")
+    purge_expired(store, cfg)
+    app = create_app(cfg)
+    ctx = multiprocessing.get_context("spawn")
+    workers = dict(_start_worker(ctx, cfg, k) for k in range(n_workers))
+    stop = threading.Event()
+
+    def supervise() -> None:
+        while not stop.wait(SUPERVISE_SECONDS):
+            dead = [name for name, proc in workers.items() if not proc.is_alive()]
+            for k, name in enumerate(dead):
+                workers.pop(name)
+                new_name, proc = _start_worker(ctx, cfg, k)
+                workers[new_name] = proc
+            if dead:
+                store.requeue_orphans(set(workers))
+            purge_expired(store, cfg)
+
+    thread = threading.Thread(target=supervise, daemon=True)
+    thread.start()
+    say(f"privhead serving on http://{host}:{port} ({n_workers} worker(s), data in {cfg.data_dir})")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        for proc in workers.values():
+            proc.terminate()
+        for proc in workers.values():
+            proc.join(timeout=10)

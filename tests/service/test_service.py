@@ -1,0 +1,110 @@
+"""The service end to end on loopback: upload, queue, worker, progress, download, delete."""
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+uvicorn = pytest.importorskip("uvicorn")
+
+from privhead.errors import PrivheadError  # noqa: E402
+from privhead.service.app import create_app  # noqa: E402
+from privhead.service.client import submit_bundle  # noqa: E402
+from privhead.service.worker import ServiceConfig, worker_main  # noqa: E402
+
+FAST = ["stage1.steps=12", "stage2.steps=12", "mesh_resolution=48", "render_size=32"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    cfg = ServiceConfig(data_dir=tmp_path / "data", poll_seconds=0.1)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(cfg, detectors=[]), host="127.0.0.1", port=port, log_level="warning"
+    )
+    http = uvicorn.Server(config)
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if http.started:
+            break
+        time.sleep(0.05)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=worker_main, args=(cfg, "test-worker", None, stop), daemon=True
+    )
+    worker.start()
+    yield f"http://127.0.0.1:{port}", cfg
+    stop.set()
+    http.should_exit = True
+    thread.join(timeout=10)
+    worker.join(timeout=60)
+
+
+def test_submit_wait_download_delete(server, tiny_bundle, tmp_path):
+    url, cfg = server
+    lines = []
+    result = submit_bundle(
+        tiny_bundle,
+        url,
+        "tiny",
+        FAST,
+        wait=True,
+        out=tmp_path / "out",
+        say=lines.append,
+        poll_seconds=0.2,
+        timeout_s=300,
+    )
+    assert result["state"] == "done"
+    assert (tmp_path / "out" / "mesh.ply").stat().st_size > 0
+    assert (tmp_path / "out" / "renders.png").is_file()
+    assert any("stage2 step" in line for line in lines)  # progress was shown
+    # the upload is gone once the job ended; the results stay for their owner only
+    job_dir = cfg.job_dir(result["id"])
+    assert not (job_dir / "bundle").exists() and (job_dir / "result" / "mesh.ply").is_file()
+    wrong = urllib.request.Request(
+        f"{url}/jobs/{result['id']}", headers={"Authorization": "Bearer x"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(wrong)
+    assert caught.value.code == 404
+    delete = urllib.request.Request(
+        f"{url}/jobs/{result['id']}",
+        method="DELETE",
+        headers={"Authorization": f"Bearer {result['token']}"},
+    )
+    assert json.loads(urllib.request.urlopen(delete).read())["state"] == "deleted"
+    assert not job_dir.exists()
+
+
+def test_refusals_reach_the_client_and_the_server_keeps_serving(server, tmp_path):
+    url, cfg = server
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip at all")
+    for _ in range(5):
+        with pytest.raises(PrivheadError, match=r"refused the job \(400\): The upload is not a"):
+            submit_bundle(junk, url, "tiny", say=lambda line: None)
+    with pytest.raises(PrivheadError, match="Unknown preset"):
+        submit_bundle(junk, url, "huge", say=lambda line: None)
+    health = json.loads(urllib.request.urlopen(f"{url}/health").read())
+    assert health["ok"] and health["jobs"] == {}
+    assert not list((Path(cfg.data_dir) / "incoming").glob("*"))
+
+
+def test_the_web_page_and_viewer_are_served(server):
+    url, _ = server
+    page = urllib.request.urlopen(f"{url}/").read().decode()
+    assert "/jobs?preset=" in page and "viewer.js" in page
+    script = urllib.request.urlopen(f"{url}/viewer.js").read().decode()
+    assert "binary_little_endian" in script and "http" not in script.replace("https", "")

@@ -24,6 +24,11 @@ class JobCancelled(Exception):
     """Raised from the progress callback when the job was cancelled."""
 
 
+class WorkerOrphaned(Exception):
+    """Raised from the progress callback when the server that started this worker is gone:
+    the job stays 'running' with its checkpoint, and the next server resumes it."""
+
+
 @dataclass
 class ServiceConfig:
     """Settings shared by the server and its workers."""
@@ -47,8 +52,12 @@ class ServiceConfig:
         return Path(self.data_dir) / "jobs" / job_id
 
 
-def run_job(store: JobStore, cfg: ServiceConfig, job: Job) -> str:
-    """Reconstruct one claimed job; returns its final state."""
+def run_job(store: JobStore, cfg: ServiceConfig, job: Job, orphaned=None) -> str:
+    """Reconstruct one claimed job; returns its final state.
+
+    ``orphaned`` (optional, no arguments) is asked at every progress report; when it answers
+    True the worker stops at once (:class:`WorkerOrphaned`), leaving the job to be resumed.
+    """
     from privhead.config import resolve_config
     from privhead.reconstruct import reconstruct
     from privhead.train.trainer import plan_stages
@@ -77,6 +86,8 @@ def run_job(store: JobStore, cfg: ServiceConfig, job: Job) -> str:
             "steps_total": total,
             "losses": {k: round(v, 6) for k, v in losses.items()},
         }
+        if orphaned is not None and orphaned():
+            raise WorkerOrphaned(job.id)
         if store.set_progress(job.id, progress) != "running":
             raise JobCancelled(job.id)
 
@@ -113,13 +124,23 @@ def worker_main(cfg: ServiceConfig, name: str, max_jobs: int | None = None, stop
 
     torch.set_num_threads(max(1, cfg.threads))
     store = JobStore(cfg.store_path)
+    parent = os.getppid()
+
+    def orphaned() -> bool:  # the server died (kill -9): stop, the next server resumes the job
+        return os.getppid() != parent
+
     done = 0
     while (max_jobs is None or done < max_jobs) and not (stop is not None and stop.is_set()):
+        if orphaned():
+            return
         job = store.claim(name)
         if job is None:
             time.sleep(cfg.poll_seconds)
             continue
-        run_job(store, cfg, job)
+        try:
+            run_job(store, cfg, job, orphaned)
+        except WorkerOrphaned:
+            return
         done += 1
 
 

@@ -76,6 +76,19 @@ def test_kill_9_then_restart_resumes(tiny_bundle, tmp_path):
         final = _status(url, job)
         assert final["state"] == "done", final
         assert final["attempts"] == 2  # claimed once before the kill, once after
+        # ... and it equals a run that was never interrupted (same seed, device, 1 thread)
+        import torch
+
+        from privhead.config import resolve_config
+        from privhead.reconstruct import reconstruct
+        from privhead.train.checkpoint import read_checkpoint
+
+        torch.set_num_threads(1)
+        cfg = resolve_config("tiny", "two-stage", steps, 0)
+        reconstruct(tiny_bundle, tmp_path / "plain", cfg, progress=False, log=lambda s: None)
+        plain = read_checkpoint(tmp_path / "plain" / "checkpoints" / "last.pt")["field"]
+        served = read_checkpoint(checkpoint)["field"]
+        assert all(torch.equal(plain[k], served[k]) for k in plain)
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)

@@ -1,9 +1,6 @@
 """The service end to end on loopback: upload, queue, worker, progress, download, delete."""
 
 import json
-import socket
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,53 +10,17 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
 from privhead.errors import PrivheadError  # noqa: E402
-from privhead.service.app import create_app  # noqa: E402
 from privhead.service.client import submit_bundle  # noqa: E402
-from privhead.service.worker import ServiceConfig, worker_main  # noqa: E402
-
-FAST = ["stage1.steps=12", "stage2.steps=12", "mesh_resolution=48", "render_size=32"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(tmp_path):
-    cfg = ServiceConfig(data_dir=tmp_path / "data", poll_seconds=0.1)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(cfg, detectors=[]), host="127.0.0.1", port=port, log_level="warning"
-    )
-    http = uvicorn.Server(config)
-    thread = threading.Thread(target=http.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if http.started:
-            break
-        time.sleep(0.05)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=worker_main, args=(cfg, "test-worker", None, stop), daemon=True
-    )
-    worker.start()
-    yield f"http://127.0.0.1:{port}", cfg
-    stop.set()
-    http.should_exit = True
-    thread.join(timeout=10)
-    worker.join(timeout=60)
-
-
-def test_submit_wait_download_delete(server, tiny_bundle, tmp_path):
+def test_submit_wait_download_delete(server, tiny_bundle, tmp_path, fast_steps):
     url, cfg = server
     lines = []
     result = submit_bundle(
         tiny_bundle,
         url,
         "tiny",
-        FAST,
+        fast_steps,
         wait=True,
         out=tmp_path / "out",
         say=lines.append,

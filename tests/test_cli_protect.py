@@ -164,7 +164,7 @@ BAD_OPTIONS = {
     "bad threshold": (["--forward", "0,0,1", "--threshold-deg", "270"], "180"),
     "bad resolution": (["--resolution", "0"], "resolution"),
     "negative blur": (["--blur", "-1"], "blur_sigma"),
-    "unknown format": (["--format", "colmap"], "colmap"),
+    "unknown format": (["--format", "polycam"], "polycam"),
     "missing input": (["--format", "auto"], "not a dataset folder"),
 }
 

@@ -96,7 +96,7 @@ class _Echo:
 def _run(people, operator, attacks=None):
     probes, gallery = people
     cfg = SuiteConfig(
-        attacks=attacks, inversion=InversionConfig(steps=80), n_boot=100, exclude_source_photo=True
+        attacks=attacks, inversion=InversionConfig(steps=200), n_boot=100, exclude_source_photo=True
     )
     return run_attack_suite(
         probes, gallery, operator, [WholeImageDetector()], [EdgeRecognizer()], cfg, _Echo()

@@ -63,6 +63,12 @@ CANDIDATES: dict[str, dict] = {
         "suppress_features": 0.35,
     },
     "48 px, lum., clip 0.1": {"resolution": 48, "luminance": True, "clip": 0.1},
+    "48 px, lum., clip 0.1, features suppressed": {
+        "resolution": 48,
+        "luminance": True,
+        "clip": 0.1,
+        "suppress_features": 0.35,
+    },
     "32 px, lum., clip 0.1, blur 1": {
         "resolution": 32,
         "luminance": True,
@@ -249,7 +255,11 @@ def main(argv=None) -> int:
     say = lambda line: print(f"[{time.perf_counter() - start:6.0f} s] {line}", flush=True)  # noqa: E731
     detectors, recognizers = load_detectors("auto"), load_recognizers("auto")
     heads = [SHARED_HEADS / h / "r64_v30" for h in args.heads.split(",") if h]
-    names = [n for n in CANDIDATES if not args.only or n in args.only.split(";")]
+    # Candidates in the order --only names them (all of them, in table order, without it).
+    names = [n for n in args.only.split(";") if n] if args.only else list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
     suite_cfg = SuiteConfig(inversion=InversionConfig(steps=args.inversion_steps), n_boot=args.boot)
     train_cfg = InverterTrainConfig(
         **({"steps": args.inverter_steps} if args.inverter_steps else {})

@@ -7,6 +7,17 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The fast suite's tensors are tiny: one intra-op thread is as fast as two on a quiet
+    machine and several times faster on a busy one (two threads then wait on each other at
+    every op). Tests about threading set their own count (tests/train/test_determinism.py)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _devices() -> list[str]:
     devices = ["cpu"]
     if torch.cuda.is_available():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -51,6 +52,22 @@ def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
             )
         ]
     raise PrivheadError(f"Unknown mode {cfg.mode!r}.")
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """torch's deterministic algorithms on for the block (warn-only), restored after it.
+
+    The grid gathers' backward (``index_put_`` with accumulation) is otherwise summed in a
+    thread-dependent order on the CPU: two training runs with 2 threads differed.
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
 class Trainer:
@@ -311,18 +328,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False, on_stage_end=None, on_step=None) -> dict[str, float]:
-        """Run (or finish) every stage with torch's deterministic algorithms on: the grid
-        gathers' backward (``index_put_`` with accumulation) is otherwise summed in a
-        thread-dependent order on the CPU, and two runs with 2 threads differed. With it, a
-        seed, device and thread count give bit-identical fields, and a run resumed from a
-        checkpoint equals an uninterrupted one (``tests/train/test_determinism.py``)."""
-        previous = torch.are_deterministic_algorithms_enabled()
-        previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
+        """Run (or finish) every stage under :func:`deterministic_algorithms`, so that a seed,
+        device and thread count give bit-identical fields and a run resumed from a checkpoint
+        equals an uninterrupted one (``tests/train/test_determinism.py``)."""
+        with deterministic_algorithms():
             return self._run(resume, on_stage_end, on_step)
-        finally:
-            torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
     def _run(self, resume: bool = False, on_stage_end=None, on_step=None) -> dict[str, float]:
         """Run (or finish) every stage.

@@ -785,6 +785,13 @@ def serve(
     keep_bundles: bool = typer.Option(False, help="Keep uploads after their job ends."),
     retention_days: float = typer.Option(7.0, help="Delete results this many days after."),
     device: str = typer.Option("cpu", help="Device of the workers: cpu, cuda, auto."),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        help="Run the jobs on a Dask cluster: a scheduler address (tcp://host:8786; its workers "
+        "must see --data at the same path) or 'local' (--workers processes on loopback). "
+        "Needs the cluster extra.",
+    ),
 ) -> None:
     """The reconstruction service: HTTP API + web page + worker processes (SQLite job queue).
 
@@ -801,7 +808,7 @@ def serve(
         device=device,
         threads=threads,
     )
-    run_server(cfg, host, port, workers, say=typer.echo)
+    run_server(cfg, host, port, workers, say=typer.echo, cluster=cluster)
 
 
 @app.command()

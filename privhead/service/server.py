@@ -1,7 +1,9 @@
-"""``privhead serve``: the API in this process (uvicorn), the workers in child processes.
+"""``privhead serve``: the API in this process (uvicorn), the workers in child processes or on
+a Dask cluster (``--cluster``, :mod:`privhead.service.cluster`).
 
 A supervisor thread restarts a worker that dies and puts its job back in the queue (the new
-worker resumes it from its checkpoint), and purges results past their retention.
+worker resumes it from its checkpoint), or feeds the cluster, and purges results past their
+retention.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ def _start_worker(ctx, cfg: ServiceConfig, index: int):
     return name, process
 
 
-def run_server(cfg: ServiceConfig, host: str, port: int, n_workers: int, say=print) -> None:
+def run_server(
+    cfg: ServiceConfig,
+    host: str,
+    port: int,
+    n_workers: int,
+    say=print,
+    cluster: str | None = None,
+) -> None:
+    """Serve until interrupted. ``cluster``: None (local worker processes), ``local`` (a Dask
+    LocalCluster of ``n_workers`` processes on loopback) or a Dask scheduler address."""
     try:
         import uvicorn
 
@@ -43,24 +54,42 @@ def run_server(cfg: ServiceConfig, host: str, port: int, n_workers: int, say=pri
         say(f"resuming {len(requeued)} interrupted job(s): {', '.join(requeued)}")
     purge_expired(store, cfg)
     app = create_app(cfg)
-    ctx = multiprocessing.get_context("spawn")
-    workers = dict(_start_worker(ctx, cfg, k) for k in range(n_workers))
     stop = threading.Event()
+    if cluster:
+        from privhead.service.cluster import ClusterDispatcher, connect
 
-    def supervise() -> None:
-        while not stop.wait(SUPERVISE_SECONDS):
-            dead = [name for name, proc in workers.items() if not proc.is_alive()]
-            for k, name in enumerate(dead):
-                workers.pop(name)
-                new_name, proc = _start_worker(ctx, cfg, k)
-                workers[new_name] = proc
-            if dead:
-                store.requeue_orphans(set(workers))
-            purge_expired(store, cfg)
+        client, local_cluster = connect(cluster, n_workers, cfg.threads)
+        dispatcher = ClusterDispatcher(cfg, client)
+        workers: dict = {}
+        engine = f"Dask cluster {client.scheduler.address} ({dispatcher.capacity()} worker(s))"
+
+        def supervise() -> None:
+            while not stop.wait(cfg.poll_seconds):
+                try:
+                    dispatcher.step()
+                    purge_expired(store, cfg)
+                except Exception as exc:  # noqa: BLE001 - a lost scheduler must not end serving
+                    say(f"cluster: {type(exc).__name__}: {exc}".splitlines()[0])
+
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        workers = dict(_start_worker(ctx, cfg, k) for k in range(n_workers))
+        engine = f"{n_workers} worker(s)"
+
+        def supervise() -> None:
+            while not stop.wait(SUPERVISE_SECONDS):
+                dead = [name for name, proc in workers.items() if not proc.is_alive()]
+                for k, name in enumerate(dead):
+                    workers.pop(name)
+                    new_name, proc = _start_worker(ctx, cfg, k)
+                    workers[new_name] = proc
+                if dead:
+                    store.requeue_orphans(set(workers))
+                purge_expired(store, cfg)
 
     thread = threading.Thread(target=supervise, daemon=True)
     thread.start()
-    say(f"privhead serving on http://{host}:{port} ({n_workers} worker(s), data in {cfg.data_dir})")
+    say(f"privhead serving on http://{host}:{port} ({engine}, data in {cfg.data_dir})")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
@@ -69,3 +98,8 @@ def run_server(cfg: ServiceConfig, host: str, port: int, n_workers: int, say=pri
             proc.terminate()
         for proc in workers.values():
             proc.join(timeout=10)
+        if cluster:
+            dispatcher.close()
+            client.close()
+            if local_cluster is not None:
+                local_cluster.close()

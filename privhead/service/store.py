@@ -191,6 +191,16 @@ class JobStore:
         with self._connect() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
+    def release(self, job_id: str, worker: str) -> bool:
+        """Put a running job back in the queue if ``worker`` still holds it (it resumes)."""
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = 'queued', worker = NULL, updated = ? "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
+                (time.time(), job_id, worker),
+            )
+        return cur.rowcount == 1
+
     def requeue_orphans(self, alive_workers: set[str] = frozenset()) -> list[str]:
         """Put 'running' jobs whose worker is not alive back in the queue (they resume)."""
         with self._connect() as db:

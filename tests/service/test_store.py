@@ -50,3 +50,14 @@ def test_orphans_are_requeued_and_cancel_stops_progress(tmp_path):
     assert store.claim("new").attempts == 2  # the resumed job counts its attempts
     store.cancel(b)
     assert store.set_progress(b, {"step": 1}) == "cancelled"
+
+
+def test_release_requeues_only_the_holders_job(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    a, _ = store.create({})
+    store.claim("dask-1")
+    assert not store.release(a, "dask-2")  # not its claim: nothing changes
+    assert store.get(a).state == "running"
+    assert store.release(a, "dask-1")
+    assert store.get(a).state == "queued" and store.get(a).worker is None
+    assert store.claim("dask-3").id == a

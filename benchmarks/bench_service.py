@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import platform
 import re
 import signal
 import socket
@@ -34,6 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = ["stage1.steps=12", "stage2.steps=12", "mesh_resolution=48", "render_size=32"]
 
 
+def _commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+        return head + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,7 +59,12 @@ def _post(url: str, data: bytes) -> tuple[int, dict, float]:
         with urllib.request.urlopen(request, timeout=120) as answer:
             return answer.status, json.loads(answer.read()), time.perf_counter() - start
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), time.perf_counter() - start
+        raw = exc.read()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:  # not the API's JSON sentence: keep what the server said
+            body = {"error": f"(not JSON) {raw[:200].decode('utf-8', 'replace')}"}
+        return exc.code, body, time.perf_counter() - start
 
 
 def _get(url: str, token: str | None = None) -> dict:
@@ -166,6 +183,11 @@ def main(argv=None) -> int:
         accepted = [body for status, body, _ in answers if status == 201]
         latencies = sorted(t for _, _, t in answers)
         report["accepted"] = len(accepted)
+        report["not_accepted"] = [
+            {"status": status, "error": str(body.get("error"))[:300]}
+            for status, body, _ in answers
+            if status != 201
+        ]
         report["upload_latency_s"] = {
             "median": latencies[len(latencies) // 2],
             "max": latencies[-1],
@@ -211,6 +233,10 @@ def main(argv=None) -> int:
         server.wait(timeout=60)
     (args.out / "service.json").write_text(json.dumps(report, indent=1))
     lines = [
+        f"Measured by `python benchmarks/bench_service.py {' '.join(argv or sys.argv[1:])}` at "
+        f"commit `{_commit()}` on {platform.machine()} {platform.system()}, "
+        f"{os.cpu_count()} CPU cores (loopback).",
+        "",
         f"{report['accepted']} of {args.jobs} concurrent tiny submissions accepted, "
         f"{report['finished']} finished ({report['states']}) with {args.workers} workers in "
         f"{report['all_done_s']:.0f} s; upload latency median "

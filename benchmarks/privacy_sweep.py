@@ -170,6 +170,10 @@ def plot(rows: list[dict], path: Path, bound: float = 1.3) -> Path:
     draw.line([to_px(bound, 0), to_px(bound, y_hi)], fill=(220, 0, 0))
     draw.text(to_px(bound + 0.005, y_hi - 3), f"fidelity bound {bound}x", fill=(220, 0, 0))
     for r in rows:
+        image_attacks = (r.get("source_photo_image_attacks") or {}).get("rank1")
+        if image_attacks:  # the 20-probe source-photo gallery without map-to-map matching
+            u, v = to_px(r["fidelity_ratio"], 100 * image_attacks["value"])
+            draw.rectangle([u - 4, v - 4, u + 4, v + 4], outline=(230, 120, 0), width=2)
         y = r["other_photo"]["rank1"]
         u, v = to_px(r["fidelity_ratio"], 100 * y["value"])
         _, v_lo = to_px(0, 100 * y["low"])
@@ -179,8 +183,14 @@ def plot(rows: list[dict], path: Path, bound: float = 1.3) -> Path:
         draw.text((u + 6, v - 12), r["name"], fill="black")
     draw.text(
         (left, 8),
-        "privacy-fidelity curve: worst-case rank-1 on real faces (other-photo "
-        "gallery, 95% CI) vs stage-2 face Chamfer / full RGB",
+        "privacy-fidelity: worst-case rank-1 on real faces vs stage-2 / full-RGB face "
+        "Chamfer (worst head)",
+        fill="black",
+    )
+    draw.text(
+        (left, height - 22),
+        "blue dot + bar: other-photo gallery (criterion, 5 probes, 95% CI); orange square: "
+        "source-photo gallery, image attacks only (20 probes)",
         fill="black",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +316,9 @@ def main(argv=None) -> int:
         if not args.no_fidelity:
             per_head = fidelity(operator, name, heads, args.preset, args.out, say)
             row["fidelity"] = per_head
-            row["fidelity_ratio"] = float(np.mean([v["ratio"] for v in per_head.values()]))
+            # The bound holds per head: the worst head is the operator's fidelity cost.
+            row["fidelity_ratio"] = float(max(v["ratio"] for v in per_head.values()))
+            row["fidelity_mean"] = float(np.mean([v["ratio"] for v in per_head.values()]))
             row["stage2_seconds"] = float(np.mean([v["stage2_seconds"] for v in per_head.values()]))
         rows.append(row)
         if args.no_privacy:
@@ -328,15 +340,21 @@ def main(argv=None) -> int:
         f"Measured by `python benchmarks/privacy_sweep.py {' '.join(argv or sys.argv[1:])}` at "
         f"commit `{info['commit']}` on {info['machine']} in {info['seconds'] / 60:.0f} min; "
         f"fidelity at the `{args.preset}` preset on {', '.join(info['heads'])} (r64_v30). "
-        "Leakage: the strongest attack's rank-1 on the real faces (95 % bootstrap CI).",
+        "Leakage: the strongest attack's rank-1 on the real faces (95 % bootstrap CI). "
+        f"Fidelity: stage-2 / full-RGB face Chamfer on {', '.join(info['heads'])} and the worst "
+        "of them (the bound is <= 1.3x on every head).",
         "",
         "| operator | other-photo rank-1 (strongest attack) | source-photo rank-1 | "
-        "source-photo, image attacks only | stage-2 / full-RGB face CD | stage-2 s |",
+        "source-photo, image attacks only | stage-2 / full-RGB face CD per head (worst) "
+        "| stage-2 s |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         o, s_ = r["other_photo"], r["source_photo"]
-        fid = f"{r['fidelity_ratio']:.2f}x" if "fidelity_ratio" in r else "-"
+        fid = "-"
+        if "fidelity_ratio" in r:
+            heads = " / ".join(f"{v['ratio']:.2f}" for v in r["fidelity"].values())
+            fid = f"{heads} (**{r['fidelity_ratio']:.2f}x**)"
         sec = f"{r['stage2_seconds']:.0f}" if "stage2_seconds" in r else "-"
         lines.append(
             f"| {r['name']} `{json.dumps(CANDIDATES[r['name']])}` "

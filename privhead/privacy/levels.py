@@ -76,7 +76,10 @@ def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
         f"({source['attack']})"
     )
     if record.get("fidelity_ratio") is not None:
-        text += f"; face geometry {record['fidelity_ratio']:.2f}x the full-RGB error"
+        text += (
+            f"; face geometry {record['fidelity_ratio']:.2f}x the full-RGB error on the worst "
+            "shared head"
+        )
     text += f" (measured at commit {record.get('commit', '?')})"
     if record.get("criterion_holds", False) and other["rank1"]["value"] > record["chance"]:
         text += (

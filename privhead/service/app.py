@@ -41,6 +41,17 @@ def create_app(cfg: ServiceConfig, limits: GuardLimits = GuardLimits(), detector
     from starlette.routing import Route
 
     store = JobStore(cfg.store_path)
+    if detectors is None:
+        # Loaded once, here: uploads are guarded in a thread pool, and loading (importing
+        # OpenCV) in several threads at once failed ("cv2.__spec__ is None", HTTP 500).
+        from privhead.privacy.faces.detect import load_detectors
+
+        detectors = load_detectors("auto")
+        if not detectors:
+            raise PrivheadError(
+                "The server's guard needs a face detector to check every neutral view and none "
+                "is installed; install the serve extra again: pip install 'privhead[serve]'"
+            )
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -168,7 +168,9 @@ def unpack_bundle(data: bytes, dest, limits: GuardLimits = GuardLimits(), detect
         except GuardError:
             raise
         except PrivheadError as exc:
-            raise GuardError(f"The upload is not a valid privacy bundle: {exc}", 422) from None
+            # The reader names files by their path here: say them relative to the upload.
+            message = str(exc).replace(f"{Path(dest).resolve()}/", "").replace(f"{dest}/", "")
+            raise GuardError(f"The upload is not a valid privacy bundle: {message}", 422) from None
         check_neutral_views(bundle, detectors)
         return bundle
     except BaseException:

@@ -9,6 +9,7 @@ retention.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 
@@ -21,7 +22,13 @@ SUPERVISE_SECONDS = 2.0
 
 def _start_worker(ctx, cfg: ServiceConfig, index: int):
     name = f"w{index}-{time.time_ns()}"
-    process = ctx.Process(target=worker_main, args=(cfg, name), name=name, daemon=True)
+    process = ctx.Process(
+        target=worker_main,
+        args=(cfg, name),
+        kwargs={"parent_pid": os.getpid()},
+        name=name,
+        daemon=True,
+    )
     process.start()
     return name, process
 
@@ -54,6 +61,7 @@ def run_server(
         say(f"resuming {len(requeued)} interrupted job(s): {', '.join(requeued)}")
     purge_expired(store, cfg)
     app = create_app(cfg)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     stop = threading.Event()
     if cluster:
         from privhead.service.cluster import ClusterDispatcher, connect
@@ -78,6 +86,8 @@ def run_server(
 
         def supervise() -> None:
             while not stop.wait(SUPERVISE_SECONDS):
+                if server.should_exit:  # shutting down (SIGTERM / Ctrl-C): restart nothing
+                    return
                 dead = [name for name, proc in workers.items() if not proc.is_alive()]
                 for k, name in enumerate(dead):
                     workers.pop(name)
@@ -91,7 +101,7 @@ def run_server(
     thread.start()
     say(f"privhead serving on http://{host}:{port} ({engine}, data in {cfg.data_dir})")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server.run()
     finally:
         stop.set()
         for proc in workers.values():

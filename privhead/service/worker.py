@@ -118,13 +118,23 @@ def run_job(store: JobStore, cfg: ServiceConfig, job: Job, orphaned=None) -> str
     return state
 
 
-def worker_main(cfg: ServiceConfig, name: str, max_jobs: int | None = None, stop=None) -> None:
-    """The worker loop: claim, run, repeat (until ``max_jobs`` or ``stop`` is set)."""
+def worker_main(
+    cfg: ServiceConfig,
+    name: str,
+    max_jobs: int | None = None,
+    stop=None,
+    parent_pid: int | None = None,
+) -> None:
+    """The worker loop: claim, run, repeat (until ``max_jobs`` or ``stop`` is set).
+
+    ``parent_pid``: the server's pid, passed by the server (a worker started while the server
+    was dying would otherwise take init for its parent and never notice); default: our parent.
+    """
     import torch
 
     torch.set_num_threads(max(1, cfg.threads))
     store = JobStore(cfg.store_path)
-    parent = os.getppid()
+    parent = os.getppid() if parent_pid is None else parent_pid
 
     def orphaned() -> bool:  # the server died (kill -9): stop, the next server resumes the job
         return os.getppid() != parent

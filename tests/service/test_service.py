@@ -69,3 +69,15 @@ def test_the_web_page_and_viewer_are_served(server):
     assert "/jobs?preset=" in page and "viewer.js" in page
     script = urllib.request.urlopen(f"{url}/viewer.js").read().decode()
     assert "binary_little_endian" in script and "http" not in script.replace("https", "")
+
+
+def test_the_server_refuses_to_start_without_a_face_detector(tmp_path, monkeypatch):
+    pytest.importorskip("starlette")
+    import privhead.privacy.faces.detect as detect
+    from privhead.errors import PrivheadError
+    from privhead.service.app import create_app
+    from privhead.service.worker import ServiceConfig
+
+    monkeypatch.setattr(detect, "load_detectors", lambda spec="auto": [])
+    with pytest.raises(PrivheadError, match="needs a face detector"):
+        create_app(ServiceConfig(data_dir=tmp_path))

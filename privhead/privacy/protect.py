@@ -122,7 +122,16 @@ def protect_dataset(
     )
     if face_check is not None:
         decisions = face_check.mark_overrides(decisions)
-    write_bundle(dataset, decisions, operator, out_bundle, overwrite=overwrite, progress=progress)
+    known_forward = forward if forward is not None else (dataset.views or {}).get("forward")
+    write_bundle(
+        dataset,
+        decisions,
+        operator,
+        out_bundle,
+        overwrite=overwrite,
+        progress=progress,
+        head_forward=known_forward,
+    )
 
     notes = []
     if face_check is None:

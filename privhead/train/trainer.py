@@ -39,6 +39,9 @@ def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
         return [dataclasses.replace(s1, name="full-rgb", steps=steps)]
     if cfg.mode == "gradient-only":
         return [dataclasses.replace(s2, name="gradient-only", steps=steps, coarse_to_fine=True)]
+    if cfg.mode == "template":
+        # The template already holds the coarse shape: every level is trained from the start.
+        return [dataclasses.replace(s2, name="template", steps=steps, coarse_to_fine=False)]
     if cfg.mode == "joint":
         return [
             dataclasses.replace(
@@ -103,6 +106,12 @@ class Trainer:
         self.stage_seconds: dict[str, float] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self._check_inputs()
+        if cfg.mode == "template":
+            from privhead.field.template import bundle_pose, init_from_template, load_template
+
+            every = torch.cat([views.rgb_c2w, views.protected_c2w]).float().cpu()
+            rotation = bundle_pose(every, views.protected_c2w.float().cpu(), views.head_forward)
+            init_from_template(self.field.geometry, load_template(), rotation)
         if views.operator is not None:
             operator = views.operator
             self.margin = operator_margin(operator)

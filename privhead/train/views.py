@@ -47,6 +47,9 @@ class TrainingViews:
     operator: OperatorConfig | None
     scale_mat: np.ndarray
     protected_valid: torch.Tensor | None = None
+    head_forward: torch.Tensor | None = None
+    """[3] direction the face looks along in the normalised frame (CPU), when the bundle
+    records it; else None."""
 
     @property
     def num_rgb(self) -> int:
@@ -126,7 +129,7 @@ def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingVi
         )
     else:
         scale_mat = _scale_mat_or_estimate(bundle.scale_mat, bundle.protected_cameras, None)
-    return make_training_views(
+    views = make_training_views(
         bundle.neutral_images,
         bundle.neutral_masks,
         bundle.neutral_cameras,
@@ -137,6 +140,10 @@ def views_from_bundle(bundle: PrivacyBundle, device: torch.device) -> TrainingVi
         device,
         protected_valid=bundle.protected_valid,
     )
+    if bundle.head_forward is not None:  # world direction -> normalised frame
+        direction = np.linalg.solve(np.asarray(scale_mat)[:3, :3], bundle.head_forward)
+        views.head_forward = torch.from_numpy(direction / np.linalg.norm(direction)).float()
+    return views
 
 
 def views_from_dataset(dataset: HeadDataset, device: torch.device) -> TrainingViews:

@@ -103,6 +103,8 @@ class RunSpec:
     neutral_count: int | None = None
     detector: str = "auto"
     device: str = "auto"
+    all_protected: bool = False
+    """Protect every view (no neutral RGB at all: the template's setting, paper Fig. 6)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", str(Path(self.dataset).resolve()))
@@ -129,6 +131,8 @@ class RunSpec:
         parts += [f"op-{k}-{v}" for k, v in sorted(self.operator.items())]
         if self.neutral_count is not None:
             parts.append(f"neutral{self.neutral_count}")
+        if self.all_protected:
+            parts.append("all-protected")
         if self.seed is not None:
             parts.append(f"seed{self.seed}")
         return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(p for p in parts if p))[:120]
@@ -286,6 +290,8 @@ def key_material(spec: RunSpec, git: dict | None = None) -> dict:
         "commit": git["commit"],
         "dirty": git["dirty"],
     }
+    if spec.all_protected:  # (absent otherwise: the keys of earlier records stay valid)
+        material["all_protected"] = True
     return json.loads(json.dumps(material))  # as stored in a record (tuples become lists)
 
 
@@ -436,6 +442,7 @@ def _run_in_this_process(folder: Path, rss_scope: str = "run process") -> dict:
             spec.resolved_operator(),
             detector=spec.detector,
             overwrite=True,
+            neutral=[] if spec.all_protected else None,
         )
         source = result.bundle
         reasons: dict[str, int] = {}

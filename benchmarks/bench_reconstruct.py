@@ -92,6 +92,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="run seed (default the preset's)")
     parser.add_argument("--detector", default="auto", help="face detectors of protect_dataset")
     parser.add_argument("--force", action="store_true", help="rerun cached runs")
+    parser.add_argument(
+        "--all-protected",
+        action="store_true",
+        help="protect every view (no neutral RGB; the template's setting, paper Fig. 6)",
+    )
     parser.add_argument("--no-throughput", action="store_true", help="skip the field throughput")
     args = parser.parse_args(argv)
 
@@ -106,6 +111,7 @@ def main(argv=None) -> int:
                 seed=args.seed,
                 detector=args.detector,
                 device=args.device,
+                all_protected=args.all_protected,
             )
             try:
                 record, cached = _runs.execute(spec, args.out, force=args.force)

@@ -31,12 +31,11 @@ def client():
     cluster.close()
 
 
-def test_a_job_on_the_cluster_equals_a_local_run(tmp_path, tiny_bundle, fast_steps, client):
+def _run_on_cluster(tmp_path, bundle, options, client):
     from privhead.service.cluster import ClusterDispatcher
 
-    options = {"preset": "tiny", "set": fast_steps}
     on_cluster = ServiceConfig(data_dir=tmp_path / "cluster", poll_seconds=0.1)
-    job_id = _queue_job(on_cluster, tiny_bundle, options)
+    job_id = _queue_job(on_cluster, bundle, options)
     dispatcher = ClusterDispatcher(on_cluster, client)
     assert dispatcher.capacity() == 1
     outcomes, deadline = [], time.monotonic() + 120
@@ -49,12 +48,24 @@ def test_a_job_on_the_cluster_equals_a_local_run(tmp_path, tiny_bundle, fast_ste
     assert job.state == "done" and job.worker.startswith(dispatcher.name)
     assert job.progress["steps_done"] == job.progress["steps_total"] == 24
     assert not (on_cluster.job_dir(job_id) / "bundle").exists()  # upload deleted at the end
+    return on_cluster.job_dir(job_id) / "result" / "mesh.ply"
 
+
+def test_a_job_runs_on_the_cluster(tmp_path, tiny_bundle, fast_steps, client):
+    mesh = load_mesh(
+        _run_on_cluster(tmp_path, tiny_bundle, {"preset": "tiny", "set": fast_steps}, client)
+    )
+    assert len(mesh.faces) > 100 and mesh.is_watertight
+
+
+@pytest.mark.slow  # a second, local run of the same job
+def test_a_job_on_the_cluster_equals_a_local_run(tmp_path, tiny_bundle, fast_steps, client):
+    options = {"preset": "tiny", "set": fast_steps}
+    a = load_mesh(_run_on_cluster(tmp_path, tiny_bundle, options, client))
     local = ServiceConfig(data_dir=tmp_path / "local")
     local_id = _queue_job(local, tiny_bundle, options)
     local_store = JobStore(local.store_path)
     assert run_job(local_store, local, local_store.claim("local")) == "done"
-    a = load_mesh(on_cluster.job_dir(job_id) / "result" / "mesh.ply")
     b = load_mesh(local.job_dir(local_id) / "result" / "mesh.ply")
     assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
 

@@ -171,7 +171,7 @@ def protect(
     """
     import dataclasses
 
-    from privhead.privacy.levels import leakage_line, level_operator
+    from privhead.privacy.levels import leakage_line, level_operator, usable_level_operator
     from privhead.privacy.protect import protect_dataset
     from privhead.privacy.sensitivity import describe_decisions, parse_indices, parse_vector
 
@@ -182,8 +182,11 @@ def protect(
             "blur_sigma": blur,
             "suppress_features": suppress_features,
         }
+        base, level_note = usable_level_operator(privacy)
+        if suppress_features is not None:  # asked for explicitly: no fallback, fail if missing
+            base, level_note = level_operator(privacy), None
         operator_cfg = dataclasses.replace(
-            level_operator(privacy), **{k: v for k, v in chosen.items() if v is not None}
+            base, **{k: v for k, v in chosen.items() if v is not None}
         )
         result = protect_dataset(
             input_path,
@@ -204,8 +207,9 @@ def protect(
         )
     except PrivheadError as exc:
         _fail(str(exc))
-    for line in describe_decisions(result.decisions) + result.notes:
-        typer.echo(line)
+    for line in describe_decisions(result.decisions) + result.notes + [level_note or ""]:
+        if line:
+            typer.echo(line)
     width, height = result.working_size
     typer.echo(
         f"wrote {out_bundle}: {result.n_neutral} neutral, {result.n_protected} protected "

@@ -31,6 +31,31 @@ LEAKAGE_FILE = Path(__file__).with_name("leakage.json")
 """Measured leakage and fidelity per level (written by benchmarks/privacy_sweep.py)."""
 
 
+def landmarks_available() -> bool:
+    """Whether the on-device landmark detector (YuNet, ``privhead[audit]``) is installed."""
+    from privhead.privacy.faces.detect import installed_detectors
+
+    return "yunet" in installed_detectors()
+
+
+def usable_level_operator(name: str) -> tuple[OperatorConfig, str | None]:
+    """A level's operator as this install can apply it, and a warning when it cannot fully.
+
+    A level that suppresses the facial features needs the landmark detector; without it the
+    level falls back to the same operator without suppression (its own measured leakage is
+    quoted by :func:`leakage_line`), and the warning says so and how to install the detector.
+    """
+    operator = level_operator(name)
+    if operator.suppress_features > 0 and not landmarks_available():
+        fallback = dataclasses.replace(operator, suppress_features=0.0)
+        return fallback, (
+            f"warning: privacy level '{name}' suppresses the eyes, brows and mouth located by the "
+            "on-device face detector, which is not installed (pip install 'privhead[audit]'): "
+            "these maps are made WITHOUT that suppression."
+        )
+    return operator, None
+
+
 def level_operator(name: str) -> OperatorConfig:
     """The operator of a named level."""
     if name not in LEVELS:

@@ -99,7 +99,13 @@ def protect_dataset(
     from privhead.privacy.faces.detect import FaceCheck, load_detectors
 
     start = time.perf_counter()
-    operator = operator or OperatorConfig()
+    notes = []
+    if operator is None:  # the default level, as this install can apply it
+        from privhead.privacy.levels import DEFAULT_LEVEL, usable_level_operator
+
+        operator, level_note = usable_level_operator(DEFAULT_LEVEL)
+        if level_note:
+            notes.append(level_note)
     out_bundle = Path(out_bundle)
     if out_bundle.exists() and not overwrite:
         raise PrivheadError(f"{out_bundle} already exists; pass --overwrite to replace it.")
@@ -133,7 +139,6 @@ def protect_dataset(
         head_forward=known_forward,
     )
 
-    notes = []
     if face_check is None:
         notes.append(f"note: no face detector ran ({INSTALL_HINT} adds them); rules alone decided.")
     else:

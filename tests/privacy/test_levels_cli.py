@@ -111,3 +111,19 @@ def test_audit_gallery_runs_the_suite_and_names_a_missing_subject(heads, tmp_pat
         app, ["audit", str(heads[0]), str(tmp_path / "a2"), "--gallery", str(gallery)]
     )
     assert missing.exit_code == 1 and "no sub-folder 'h0'" in missing.output
+
+
+def test_a_level_that_suppresses_falls_back_loudly_without_the_detector(monkeypatch):
+    import dataclasses
+
+    import privhead.privacy.levels as levels
+
+    suppressing = dataclasses.replace(levels.LEVELS["standard"], suppress_features=0.35)
+    monkeypatch.setitem(levels.LEVELS, "standard", suppressing)
+    monkeypatch.setattr(levels, "landmarks_available", lambda: False)
+    operator, note = levels.usable_level_operator("standard")
+    assert operator == dataclasses.replace(suppressing, suppress_features=0.0)
+    assert "WITHOUT" in note and "privhead[audit]" in note
+    monkeypatch.setattr(levels, "landmarks_available", lambda: True)
+    assert levels.usable_level_operator("standard") == (suppressing, None)
+    assert levels.usable_level_operator("paper") == (levels.LEVELS["paper"], None)

@@ -47,6 +47,7 @@ from privhead.reconstruct import reconstruct  # noqa: E402
 
 CANDIDATES: dict[str, dict] = {
     "paper (sobel 64)": PAPER_OPERATOR.to_dict(),
+    "paper + features suppressed": {"suppress_features": 0.35},
     "32 px": {"resolution": 32},
     "clip 0.05": {"clip": 0.05},
     "32 px, luminance, clip 0.1": {"resolution": 32, "luminance": True, "clip": 0.1},

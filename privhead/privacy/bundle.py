@@ -39,12 +39,13 @@ from privhead.privacy.sensitivity import KINDS, NEUTRAL, SENSITIVE, ViewDecision
 from privhead.progress import progress_bar
 
 BUNDLE_FORMAT = "privhead-bundle"
-BUNDLE_VERSION = 3
+BUNDLE_VERSION = 4
 """Written by this privhead. Version 2 added operator fields (luminance, clip, levels, noise);
 version 3 the operator's ``suppress_features`` and per-map validity masks
-(``protected_valid/``). Missing fields take version 1's operator, so older bundles read
-unchanged."""
-READABLE_VERSIONS = (1, 2, 3)
+(``protected_valid/``); version 4 ``head_forward`` (the face's direction when known, for the
+template start) and a new default operator. Missing fields take version 1's operator, so
+older bundles read unchanged."""
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST_NAME = "manifest.json"
 CAMERA_CONVENTION = (
     "K: 3x3 OpenCV intrinsics for the stored image's resolution, pixel centres at integer "

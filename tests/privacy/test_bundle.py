@@ -96,7 +96,7 @@ def test_round_trip(bundle_dir):
     assert bundle.operator == CFG
     np.testing.assert_allclose(bundle.scale_mat, dataset.scale_mat)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format"] == "privhead-bundle" and manifest["version"] == 3
+    assert manifest["format"] == "privhead-bundle" and manifest["version"] == 4
     assert manifest["working_resolution"] == {"width": 16, "height": 16}
     assert {v["reason"] for v in manifest["views"]} == {"user"}
 
@@ -189,7 +189,7 @@ def _view(manifest, kind):
 
 
 MALFORMED = {
-    "unknown version": (lambda m: m.update(version=4), "version 4"),
+    "unknown version": (lambda m: m.update(version=5), "version 5"),
     "wrong format": (lambda m: m.update(format="zip"), "format 'zip'"),
     "unknown operator": (lambda m: m["operator"].update(name="canny"), "sobel, scharr"),
     "unknown operator parameter": (lambda m: m["operator"].update(gamma=2), "gamma"),

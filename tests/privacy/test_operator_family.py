@@ -123,13 +123,15 @@ def test_version_1_bundles_still_read_with_the_same_maps(tmp_path):
     path = write_bundle(dataset, classify_views(4, neutral=[0]), cfg, tmp_path / "b")
     current = read_bundle(path)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["version"] == 3
-    # what privhead 0.1 wrote: version 1, the operator without the version-2 fields
+    assert manifest["version"] == 4
+    # what privhead 0.1 wrote: version 1, the operator without the version-2 fields (and no
+    # version-4 head_forward)
     manifest["version"] = 1
     manifest["operator"] = {
         k: manifest["operator"][k] for k in ("name", "resolution", "blur_sigma", "normalize")
     }
+    manifest.pop("head_forward")
     (path / "manifest.json").write_text(json.dumps(manifest))
     old = read_bundle(path)
-    assert old.operator == cfg
+    assert old.operator == cfg and old.head_forward is None
     np.testing.assert_array_equal(old.protected_maps, current.protected_maps)

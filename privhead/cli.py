@@ -104,10 +104,11 @@ def protect(
     ),
     out_bundle: Path = typer.Argument(..., metavar="OUT_BUNDLE", help="Bundle folder to create."),
     privacy: str = typer.Option(
-        "standard",
+        "paper",
         "--privacy",
-        help="Privacy level: paper (the paper's Sobel 64 px maps), standard (default), strong. "
-        "See docs/privacy.md for what each was measured to reveal.",
+        help="Privacy level: paper (the paper's Sobel 64 px maps, the default: the only level "
+        "within the fidelity bound), standard, strong (fewer re-identifications, coarser "
+        "faces). See docs/privacy.md for what each was measured to reveal and cost.",
     ),
     operator: str | None = typer.Option(
         None, "--operator", help="Override the level's edge operator: sobel, scharr, prewitt..."
@@ -216,7 +217,7 @@ def protect(
         f"({result.operator.name} at {width}x{height}) in {result.seconds:.1f} s"
     )
     line = leakage_line(result.operator)
-    typer.echo(("warning: " if privacy == "paper" else "") + line)
+    typer.echo(("warning: " if result.operator == level_operator("paper") else "") + line)
     if submit_to:
         from privhead.service.client import submit_bundle
 
@@ -630,7 +631,7 @@ def audit(
         False, "--learned-inverter", help="Suite: also train (minutes, cached) the U-Net attack."
     ),
     privacy: str = typer.Option(
-        "standard",
+        "paper",
         "--privacy",
         help="The level the --protected maps were made with when they are image files (a "
         "bundle records its operator).",

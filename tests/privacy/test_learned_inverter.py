@@ -23,7 +23,7 @@ from privhead.privacy.learned_inverter import (
 from privhead.privacy.operators import OperatorConfig, apply_operator
 
 # A deliberately weak operator: the paper's colour Sobel modulus, on 32 px renders that are not
-# downsampled (resolution = image size). Fields spelled out: the defaults are a stronger level.
+# downsampled (resolution = image size). Fields spelled out, whatever the defaults are.
 WEAK = OperatorConfig(name="sobel", resolution=32, luminance=False, clip=0.0)
 WEAK_TRAIN = InverterTrainConfig(
     steps=150,

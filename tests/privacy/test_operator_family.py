@@ -135,3 +135,29 @@ def test_version_1_bundles_still_read_with_the_same_maps(tmp_path):
     old = read_bundle(path)
     assert old.operator == cfg and old.head_forward is None
     np.testing.assert_array_equal(old.protected_maps, current.protected_maps)
+
+
+def test_a_version_1_bundle_still_reconstructs(tmp_path):
+    from privhead.config import resolve_config
+    from privhead.data.synthetic import write_synthetic_head
+    from privhead.privacy.operators import PAPER_OPERATOR
+    from privhead.privacy.protect import protect_dataset
+    from privhead.reconstruct import reconstruct
+
+    head = write_synthetic_head(tmp_path / "head", seed=4, n_views=6, resolution=24, supersample=1)
+    bundle = protect_dataset(head, tmp_path / "b", PAPER_OPERATOR, detector="none").bundle
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["version"] = 1  # as privhead 0.1 wrote it: no later operator fields or keys
+    manifest["operator"] = {
+        k: manifest["operator"][k] for k in ("name", "resolution", "blur_sigma", "normalize")
+    }
+    manifest.pop("head_forward")
+    for view in manifest["views"]:
+        view.pop("valid", None)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert read_bundle(bundle).operator == PAPER_OPERATOR
+    cfg = resolve_config(
+        "tiny", "two-stage", ["stage1.steps=2", "stage2.steps=2", "mesh_resolution=32"], 0
+    )
+    result = reconstruct(bundle, tmp_path / "run", cfg, progress=False, log=lambda s: None)
+    assert result.mesh.is_file() and "stage2" in result.stage_seconds

@@ -6,7 +6,7 @@ generator varies identity with the seed), sampled on a grid in the canonical hea
 (normalised: head inside the unit sphere, face along +Z, up +Y). Averaging over identities keeps
 what all heads share (skull, ears, a nose, a chin) and none of whose face it is: it is neutral by
 construction and contains no third-party data. The package ships it
-(``privhead/field/template_sdf.npz`` with ``template.json``: the seed list and the file's
+(``privhead/field/template_sdf.npz`` with ``template_sdf.json``: the seed list and the file's
 SHA-256); ``privhead template OUT`` regenerates it bit for bit.
 
 A bundle's frame is not the canonical one: :func:`bundle_pose` estimates the rotation from the
@@ -29,7 +29,7 @@ import torch
 from privhead.errors import PrivheadError
 
 TEMPLATE_FILE = Path(__file__).with_name("template_sdf.npz")
-TEMPLATE_RECORD = Path(__file__).with_name("template.json")
+TEMPLATE_RECORD = TEMPLATE_FILE.with_suffix(".json")
 TEMPLATE_SEEDS = tuple(range(1000, 1024))
 """24 identities; none of them is a seed the tests, the demo or the benchmarks reconstruct."""
 TEMPLATE_RESOLUTION = 64
@@ -77,28 +77,23 @@ def build_template(
 
 def template_bytes(template: HeadTemplate) -> bytes:
     """The template as a deterministic .npz (float16 values; the same bytes for the same
-    template on every machine)."""
-    buffer = io.BytesIO()
-    # np.savez (not _compressed): zlib output and zip timestamps must not vary between runs.
-    np.savez(
-        buffer,
-        sdf=template.sdf.numpy().astype(np.float16),
-        bound=np.float32(template.bound),
-        seeds=np.asarray(template.seeds, dtype=np.int64),
-    )
-    return _strip_zip_times(buffer.getvalue())
-
-
-def _strip_zip_times(data: bytes) -> bytes:
+    template on every machine: entries stored uncompressed with a fixed timestamp, which
+    ``np.savez`` does not do)."""
     import zipfile
 
-    source = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as sink:
-        for info in source.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            sink.writestr(fixed, source.read(info.filename))
-    return out.getvalue()
+    arrays = {
+        "sdf": template.sdf.numpy().astype(np.float16),
+        "bound": np.float32(template.bound),
+        "seeds": np.asarray(template.seeds, dtype=np.int64),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            entry = io.BytesIO()
+            np.lib.format.write_array(entry, np.asarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, entry.getvalue())
+    return buffer.getvalue()
 
 
 def write_template(out: Path, template: HeadTemplate | None = None) -> dict:
@@ -117,9 +112,7 @@ def write_template(out: Path, template: HeadTemplate | None = None) -> dict:
         "frame": "canonical head frame: normalised (head inside the unit sphere), face +Z, up +Y",
         "generator": "privhead.field.template.build_template (mean SDF of synthetic heads)",
     }
-    out.with_name("template.json" if out == TEMPLATE_FILE else out.stem + ".json").write_text(
-        json.dumps(record, indent=1) + "\n"
-    )
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 

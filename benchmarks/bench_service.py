@@ -31,19 +31,15 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _runs
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["stage1.steps=12", "stage2.steps=12", "mesh_resolution=48", "render_size=32"]
 
 
-def _commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
-        return head + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def _commit_label() -> str:
+    state = _runs.git_state()
+    return f"{(state['commit'] or 'unknown')[:7]}{'+dirty' if state['dirty'] else ''}"
 
 
 def _port() -> int:
@@ -234,7 +230,7 @@ def main(argv=None) -> int:
     (args.out / "service.json").write_text(json.dumps(report, indent=1))
     lines = [
         f"Measured by `python benchmarks/bench_service.py {' '.join(argv or sys.argv[1:])}` at "
-        f"commit `{_commit()}` on {platform.machine()} {platform.system()}, "
+        f"commit `{_commit_label()}` on {platform.machine()} {platform.system()}, "
         f"{os.cpu_count()} CPU cores (loopback).",
         "",
         f"{report['accepted']} of {args.jobs} concurrent tiny submissions accepted, "

@@ -183,9 +183,12 @@ def protect(
             "blur_sigma": blur,
             "suppress_features": suppress_features,
         }
-        base, level_note = usable_level_operator(privacy)
-        if suppress_features is not None:  # asked for explicitly: no fallback, fail if missing
-            base, level_note = level_operator(privacy), None
+        # --suppress-features given explicitly: no fallback (fails if the detector is missing)
+        base, level_note = (
+            (level_operator(privacy), None)
+            if suppress_features is not None
+            else usable_level_operator(privacy)
+        )
         operator_cfg = dataclasses.replace(
             base, **{k: v for k, v in chosen.items() if v is not None}
         )
@@ -508,7 +511,7 @@ def template(
     out: Path = typer.Argument(..., help="Where to write the template (.npz) and its record."),
 ) -> None:
     """Regenerate the identity-free head template from privhead's own synthetic heads (the mean
-    SDF of 24 identities; the package ships the same bytes, checksum in template.json)."""
+    SDF of 24 identities; the package ships the same bytes, checksum in template_sdf.json)."""
     from privhead.field.template import TEMPLATE_RECORD, write_template
 
     record = write_template(out)

@@ -524,6 +524,8 @@ def read_bundle(path) -> PrivacyBundle:
             protected_indices.append(position)
 
     n_w, n_h = neutral_size or (0, 0)
+    forward = _unit_or_none(manifest.get("head_forward"))
+    head_forward = None if forward is None else np.asarray(forward)
     return PrivacyBundle(
         neutral_images=(
             np.stack(neutral_images) if neutral_images else np.zeros((0, 0, 0, 3), np.float32)
@@ -556,11 +558,7 @@ def read_bundle(path) -> PrivacyBundle:
         neutral_indices=neutral_indices,
         protected_indices=protected_indices,
         root=root,
-        head_forward=(
-            None
-            if _unit_or_none(manifest.get("head_forward")) is None
-            else np.asarray(_unit_or_none(manifest["head_forward"]))
-        ),
+        head_forward=head_forward,
     )
 
 

@@ -95,9 +95,6 @@ class ClusterDispatcher:
         """Worker threads of the cluster now (at least 1, so that jobs wait for workers)."""
         return max(1, sum(self.client.nthreads().values()))
 
-    def claims(self) -> set[str]:
-        return {claim for claim, _ in self.inflight.values()}
-
     def step(self) -> list[tuple[str, str]]:
         """Collect finished tasks, requeue failed ones, submit queued jobs; returns the
         (job id, outcome) pairs collected in this step."""

@@ -82,6 +82,13 @@ class StageConfig:
     """Side of a rendered patch in protected-map pixels (the operator margin is added)."""
     supersample: int = 2
     """Rays per pixel along each axis, box-averaged like the area-filtered images and maps."""
+    pyramid_base: int = 64
+    """RGB views larger than this are first sampled from area-downsampled copies: pyramid
+    levels halve the images while their longer side stays >= ``pyramid_base`` px (0: the
+    images only). Views of ``pyramid_base`` px or less are unaffected."""
+    pyramid_fraction: float = 0.5
+    """Fraction of the stage's steps over which the pyramid goes from its coarsest level to the
+    images themselves (each level gets an equal share; the rest of the stage is at full size)."""
     lr: float = 0.01
     """Adam learning rate of the SDF grids (of the coarsest level; finer levels scale down)."""
     color_lr: float = 0.003

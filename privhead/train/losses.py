@@ -24,7 +24,8 @@ def lipschitz_loss(bounds: torch.Tensor) -> torch.Tensor:
 
 
 def mask_loss(opacity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy between rendered opacity [R] and a {0, 1} mask [R]."""
+    """Binary cross-entropy between rendered opacity [R] and mask coverage [R] in [0, 1]
+    (binary masks, or their box averages at a coarser pyramid level)."""
     return F.binary_cross_entropy(opacity.clamp(1e-4, 1 - 1e-4), mask.float())
 
 

@@ -25,7 +25,7 @@ from privhead.train.losses import (
     mask_loss,
     rgb_loss,
 )
-from privhead.train.views import TrainingViews
+from privhead.train.views import PyramidLevel, TrainingViews, rgb_pyramid
 
 
 def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
@@ -105,6 +105,7 @@ class Trainer:
         self.step = 0
         self.stage_seconds: dict[str, float] = {}
         self.optimizer: torch.optim.Optimizer | None = None
+        self._pyramids: dict[int, list[PyramidLevel]] = {}
         self._check_inputs()
         if cfg.mode == "template":
             from privhead.field.template import bundle_pose, init_from_template, load_template
@@ -207,22 +208,35 @@ class Trainer:
         }
         return pixels, out["sdf_gradient"]
 
+    def _pyramid_level(self, stage: StageConfig) -> PyramidLevel:
+        """The RGB pyramid level of the current step (coarse to fine over
+        ``stage.pyramid_fraction`` of the stage; the images themselves after that)."""
+        key = stage.pyramid_base
+        if key not in self._pyramids:
+            self._pyramids[key] = rgb_pyramid(self.views, stage.pyramid_base)
+        levels = self._pyramids[key]
+        if len(levels) == 1 or stage.pyramid_fraction <= 0:
+            return levels[-1]
+        frac = self.step / max(stage.steps, 1)
+        index = int(frac / stage.pyramid_fraction * len(levels))
+        return levels[min(index, len(levels) - 1)]
+
     def _rgb_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
-        views = self.views
-        n_views, height, width = views.rgb_images.shape[:3]
+        level = self._pyramid_level(stage)
+        n_views, height, width = level.images.shape[:3]
         n_pixels = max(stage.rays_per_step // stage.supersample**2, 1)
         flat = torch.randint(n_views * height * width, (n_pixels,), device=self.device)
         view_idx = flat // (height * width)
         rows = (flat % (height * width)) // width
         cols = flat % width
         out, gradients = self._render_pixels(
-            views.rgb_K, views.rgb_c2w, view_idx, rows, cols, stage.supersample
+            level.K, self.views.rgb_c2w, view_idx, rows, cols, stage.supersample
         )
         terms = {}
         if stage.rgb_weight > 0:
-            terms["rgb"] = rgb_loss(out["rgb"], views.rgb_images.reshape(-1, 3)[flat])
-        if stage.mask_weight > 0 and views.rgb_masks is not None:
-            terms["mask"] = mask_loss(out["opacity"], views.rgb_masks.reshape(-1)[flat])
+            terms["rgb"] = rgb_loss(out["rgb"], level.images.reshape(-1, 3)[flat])
+        if stage.mask_weight > 0 and level.masks is not None:
+            terms["mask"] = mask_loss(out["opacity"], level.masks.reshape(-1)[flat])
         return terms, gradients
 
     def _patch_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:

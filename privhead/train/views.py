@@ -159,3 +159,62 @@ def views_from_dataset(dataset: HeadDataset, device: torch.device) -> TrainingVi
         scale_mat,
         device,
     )
+
+
+@dataclass
+class PyramidLevel:
+    """One level of the RGB views' image pyramid (area-downsampled images and their cameras).
+
+    Attributes:
+        images: [Nr, h, w, 3]; masks: [Nr, h, w] coverage in [0, 1] (the box average of the
+            binary masks) or None; K: [Nr, 3, 3] intrinsics at this level's size.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor | None
+    K: torch.Tensor
+
+
+def _scaled_intrinsics(K: torch.Tensor, ax: float, ay: float) -> torch.Tensor:
+    """Intrinsics for images resampled by (ax, ay) with pixel centres at integers
+    (as :meth:`privhead.data.cameras.Cameras.scaled`)."""
+    K = K.clone()
+    K[:, 0, 0] *= ax
+    K[:, 0, 1] *= ax
+    K[:, 1, 1] *= ay
+    K[:, 0, 2] = (K[:, 0, 2] + 0.5) * ax - 0.5
+    K[:, 1, 2] = (K[:, 1, 2] + 0.5) * ay - 0.5
+    return K
+
+
+def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
+    """Coarse-to-fine image pyramid of the RGB views, finest (the images themselves) last.
+
+    Levels halve the images while their longer side stays at least ``base`` pixels, so views at
+    ``base`` px or less have one level (the images) and a 256 px view with ``base = 64`` has
+    64, 128 and 256 px levels. The coarse levels are exact box averages (what a lower-resolution
+    camera would have recorded), so the renderer's box-averaged sub-pixel rays match them.
+
+    Args:
+        views: training views with ``num_rgb > 0``.
+        base: smallest longer side of a level in pixels (0: the images only).
+    """
+    from privhead.privacy.operators import downsample_area
+
+    n, height, width = views.rgb_images.shape[:3]
+    sizes = [(height, width)]
+    while base > 0 and max(sizes[-1]) // 2 >= base:
+        h, w = sizes[-1]
+        sizes.append((max(h // 2, 1), max(w // 2, 1)))
+    levels = []
+    for h, w in reversed(sizes):
+        if (h, w) == (height, width):
+            levels.append(PyramidLevel(views.rgb_images, views.rgb_masks, views.rgb_K))
+            continue
+        images = downsample_area(views.rgb_images.permute(0, 3, 1, 2), (h, w))
+        masks = None
+        if views.rgb_masks is not None:
+            masks = downsample_area(views.rgb_masks[:, None], (h, w))[:, 0].clamp(0, 1)
+        K = _scaled_intrinsics(views.rgb_K, w / width, h / height)
+        levels.append(PyramidLevel(images.permute(0, 2, 3, 1).contiguous(), masks, K))
+    return levels

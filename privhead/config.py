@@ -49,6 +49,10 @@ class RenderConfig:
     """Uniform samples per ray of the gradient-free pass that locates the surface."""
     fine_samples: int = 16
     """Importance samples per ray evaluated with gradients (plus the near and far bounds)."""
+    shade_threshold: float = 1e-4
+    """Samples whose share of a pixel (half the compositing weight of the two segments they
+    end) is below this get no colour-network evaluation and count as black: each changes its
+    pixel by less than this. 0 shades every sample."""
     chunk_rays: int = 4096
     """Rays per chunk when rendering whole images without gradients."""
     background: float = 0.0

@@ -122,7 +122,7 @@ def render_field_images(
         out = render_image(
             o.float().to(device),
             d.float().to(device),
-            field_.query,
+            field_.query_deferred,
             field_.sdf,
             field_.beta(),
             cfg.render,

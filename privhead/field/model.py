@@ -36,7 +36,24 @@ class HeadField(nn.Module):
         Returns:
             sdf: [P]; gradient: [P, 3]; rgb: [P, 3].
         """
+        sdf, gradient, shade = self.query_deferred(points, view_dirs)
+        return sdf, gradient, shade(None)
+
+    def query_deferred(self, points: torch.Tensor, view_dirs: torch.Tensor):
+        """SDF and gradient now, colour later and only where asked (the renderer shades only
+        the samples that are visible; the colour network is most of a step's cost).
+
+        Returns:
+            sdf: [P]; gradient: [P, 3]; shade: ``shade(index)`` -> [M, 3] colour at the points
+            ``index`` ([M] long tensor), or at every point for ``None``.
+        """
         sdf, gradient, features = self.geometry(points, with_gradient=True)
-        normals = gradient / gradient.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        rgb = self.color(points, normals, view_dirs, features * FEATURE_SCALE)
-        return sdf, gradient, rgb
+
+        def shade(index: torch.Tensor | None) -> torch.Tensor:
+            p, g, v, z = points, gradient, view_dirs, features
+            if index is not None:
+                p, g, v, z = p[index], g[index], v[index], z[index]
+            normals = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            return self.color(p, normals, v, z * FEATURE_SCALE)
+
+        return sdf, gradient, shade

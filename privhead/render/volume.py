@@ -20,7 +20,10 @@ from privhead.data.cameras import ray_sphere_intersect
 from privhead.field.density import segment_optical_depth
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
-QueryFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+QueryFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, object]]
+"""(points [P, 3], view_dirs [P, 3]) -> (sdf [P], grad f [P, 3], rgb): rgb is either the [P, 3]
+colours or a deferred ``shade(index) -> [M, 3]`` (``HeadField.query_deferred``), which the
+renderer calls only for the samples that can be seen."""
 
 
 def compositing_weights(optical_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +159,29 @@ def sample_along_rays(
     return RaySamples(t=t_all, hit=hit)
 
 
+def sample_shares(t: torch.Tensor, sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """[R, K] share of each sample in its pixel: half the weights of the segments it ends
+    (:func:`composite` gives a segment the mean colour of its two ends)."""
+    lengths = (t[:, 1:] - t[:, :-1]).clamp_min(0.0)
+    weights, _ = compositing_weights(segment_optical_depth(sdf[:, :-1], sdf[:, 1:], lengths, beta))
+    pad = torch.zeros_like(weights[:, :1])
+    return 0.5 * (torch.cat([pad, weights], dim=1) + torch.cat([weights, pad], dim=1))
+
+
+def _shade_visible(shade, t, sdf, beta, threshold: float) -> torch.Tensor:
+    """[R * K, 3] colours: the colour network at samples whose share is at least ``threshold``,
+    zero (black) at the others."""
+    if threshold <= 0:
+        return shade(None)
+    with torch.no_grad():
+        visible = (sample_shares(t, sdf, beta) >= threshold).reshape(-1)
+    index = visible.nonzero()[:, 0]
+    colours = shade(index)
+    return torch.zeros(visible.shape[0], 3, dtype=colours.dtype, device=colours.device).index_copy(
+        0, index, colours
+    )
+
+
 def render_rays(
     origins: torch.Tensor,
     directions: torch.Tensor,
@@ -185,6 +211,8 @@ def render_rays(
     points = (origins[:, None, :] + directions[:, None, :] * t[..., None]).reshape(-1, 3)
     view_dirs = directions[:, None, :].expand(r, k, 3).reshape(-1, 3)
     sdf, gradient, rgb = query_fn(points, view_dirs)
+    if callable(rgb):
+        rgb = _shade_visible(rgb, t, sdf.reshape(r, k), beta, cfg.shade_threshold)
     out = composite(t, sdf.reshape(r, k), rgb.reshape(r, k, 3), beta, cfg.background)
     out.update(sdf_gradient=gradient, points=points, t=t)
     return out

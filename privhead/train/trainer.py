@@ -196,7 +196,7 @@ class Trainer:
         out = render_rays(
             origins,
             directions,
-            self.field.query,
+            self.field.query_deferred,
             self.field.sdf,
             self.field.beta(),
             self.cfg.render,

@@ -106,3 +106,37 @@ def test_initial_sphere_renders_its_silhouette(device):
     assert abs(covered - math.pi * radius_px**2) / (math.pi * radius_px**2) < 0.08
     # Depth of the centre pixel: the sphere's front at 2.5 - 0.5.
     assert abs(out["depth"].reshape(32, 32)[15:17, 15:17].mean().item() - 2.0) < 0.02
+
+
+def test_shading_only_visible_samples_changes_pixels_by_at_most_the_threshold(device):
+    torch.manual_seed(0)
+    field = HeadField(FieldConfig(grid_resolutions=(8, 16), beta_init=0.01)).to(device)
+    with torch.no_grad():
+        for grid in field.geometry.grids:
+            grid.normal_(0, 0.02)
+    K, c2w = _camera(device)
+    o, d = image_rays(K, c2w, 32, 32)
+    shaded = []
+
+    def counting(points, dirs):
+        sdf, grad, shade = field.query_deferred(points, dirs)
+
+        def count(index):
+            shaded.append(points.shape[0] if index is None else index.shape[0])
+            return shade(index)
+
+        return sdf, grad, count
+
+    outs = {}
+    for threshold in (0.0, 1e-3):
+        cfg = RenderConfig(coarse_samples=32, fine_samples=8, shade_threshold=threshold)
+        outs[threshold] = render_rays(o, d, counting, field.sdf, field.beta(), cfg)
+    total, culled = shaded
+    assert culled < 0.6 * total  # most samples of the rays that miss are not shaded
+    k = outs[0.0]["t"].shape[1]
+    error = (outs[0.0]["rgb"] - outs[1e-3]["rgb"]).abs().max().item()
+    assert 0 < error <= k * 1e-3
+    torch.testing.assert_close(outs[0.0]["opacity"], outs[1e-3]["opacity"])
+    # field.query (eager colour) and the deferred query agree when every sample is shaded.
+    eager = render_rays(o, d, field.query, field.sdf, field.beta(), RenderConfig(32, 8))
+    torch.testing.assert_close(eager["rgb"], outs[0.0]["rgb"])

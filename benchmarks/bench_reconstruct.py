@@ -53,21 +53,50 @@ def head_label(record: dict) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
+def _seed(record: dict) -> str:
+    seed = record["spec"].get("seed")
+    return "preset" if seed is None else str(seed)
+
+
 def results_table(records: list[dict]) -> str:
     lines = [
-        "| head | mode | stage | face CD (units) | face CD (mm) | stage s | final mesh s "
+        "| head | mode | seed | stage | face CD (units) | face CD (mm) | stage s | final mesh s "
         "| pipeline s | peak RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for stage in r["face_chamfer"]:
             mm = _runs.chamfer_mm(r, stage)
             lines.append(
-                f"| {head_label(r)} | {r['spec']['mode']} | {stage} "
+                f"| {head_label(r)} | {r['spec']['mode']} | {_seed(r)} | {stage} "
                 f"| {_runs.chamfer_units(r, stage):.5f} | {'—' if mm is None else f'{mm:.2f}'} "
                 f"| {r['stage_seconds'].get(stage, 0):.0f} | {r['mesh_seconds']:.0f} "
                 f"| {_runs.pipeline_seconds(r):.0f} | {r['peak_rss_gib']:.2f} |"
             )
+    return "\n".join(lines)
+
+
+def spread_table(records: list[dict]) -> str:
+    """Mean, sample standard deviation and range of the face Chamfer distance over seeds, per
+    head, mode and stage (single runs of stage 2 move by up to ~20 % under tiny perturbations,
+    so engine changes are compared on these)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in records:
+        for stage in r["face_chamfer"]:
+            key = (head_label(r), r["spec"]["mode"], stage)
+            groups.setdefault(key, []).append(_runs.chamfer_units(r, stage))
+    lines = [
+        "| head | mode | stage | seeds | mean face CD | std | min | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (head, mode, stage), values in groups.items():
+        n = len(values)
+        mean = sum(values) / n
+        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else float("nan")
+        lines.append(
+            f"| {head} | {mode} | {stage} | {n} | {mean:.5f} | {std:.5f} "
+            f"| {min(values):.5f} | {max(values):.5f} |"
+        )
     return "\n".join(lines)
 
 
@@ -90,6 +119,11 @@ def main(argv=None) -> int:
         help="config overrides section.field=value (privhead.config.apply_overrides)",
     )
     parser.add_argument("--seed", type=int, default=None, help="run seed (default the preset's)")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list of seeds: a run each, and a table of mean and spread (overrides --seed)",
+    )
     parser.add_argument("--detector", default="auto", help="face detectors of protect_dataset")
     parser.add_argument("--force", action="store_true", help="rerun cached runs")
     parser.add_argument(
@@ -100,30 +134,32 @@ def main(argv=None) -> int:
     parser.add_argument("--no-throughput", action="store_true", help="skip the field throughput")
     args = parser.parse_args(argv)
 
+    seeds = [args.seed] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
     records = []
-    for head in args.heads:
-        for mode in args.modes.split(","):
-            spec = _runs.RunSpec(
-                str(head),
-                mode,
-                args.preset,
-                tuple(args.overrides),
-                seed=args.seed,
-                detector=args.detector,
-                device=args.device,
-                all_protected=args.all_protected,
-            )
-            try:
-                record, cached = _runs.execute(spec, args.out, force=args.force)
-            except _runs.RunFailed as exc:
-                print(exc, file=sys.stderr)
-                return 1
-            records.append(record)
-            print(
-                f"{spec.label}: {'from the cache' if cached else 'ran'} "
-                f"({record['process_seconds']:.0f} s)",
-                flush=True,
-            )
+    for head, mode, seed in (
+        (h, m, s) for h in args.heads for m in args.modes.split(",") for s in seeds
+    ):
+        spec = _runs.RunSpec(
+            str(head),
+            mode,
+            args.preset,
+            tuple(args.overrides),
+            seed=seed,
+            detector=args.detector,
+            device=args.device,
+            all_protected=args.all_protected,
+        )
+        try:
+            record, cached = _runs.execute(spec, args.out, force=args.force)
+        except _runs.RunFailed as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        records.append(record)
+        print(
+            f"{spec.label}: {'from the cache' if cached else 'ran'} "
+            f"({record['process_seconds']:.0f} s)",
+            flush=True,
+        )
     from privhead.device import resolve_device
 
     device = str(resolve_device(args.device))
@@ -156,6 +192,9 @@ def main(argv=None) -> int:
         )
     print()
     print(results_table(records))
+    if len(seeds) > 1:
+        print()
+        print(spread_table(records))
     return 0
 
 

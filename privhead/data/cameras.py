@@ -70,13 +70,7 @@ class Cameras:
         With pixel centres at integer coordinates, resampling by a factor ``a`` maps a coordinate
         ``u`` to ``(u + 0.5) * a - 0.5``.
         """
-        ax, ay = width / self.width, height / self.height
-        K = self.K.copy()
-        K[:, 0, 0] *= ax
-        K[:, 0, 1] *= ax
-        K[:, 1, 1] *= ay
-        K[:, 0, 2] = (K[:, 0, 2] + 0.5) * ax - 0.5
-        K[:, 1, 2] = (K[:, 1, 2] + 0.5) * ay - 0.5
+        K = scaled_intrinsics(self.K, width / self.width, height / self.height)
         return Cameras(K, self.c2w.copy(), width, height)
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +97,18 @@ class Cameras:
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 """Flips camera y and z: OpenGL / nerfstudio (x right, y up, z back) <-> OpenCV axes."""
+
+
+def scaled_intrinsics(K, ax: float, ay: float):
+    """[N, 3, 3] intrinsics (NumPy array or torch tensor, not modified) for images resampled by
+    (ax, ay), pixel centres at integer coordinates: ``u -> (u + 0.5) * a - 0.5``."""
+    K = K.clone() if hasattr(K, "clone") else K.copy()
+    K[:, 0, 0] *= ax
+    K[:, 0, 1] *= ax
+    K[:, 1, 1] *= ay
+    K[:, 0, 2] = (K[:, 0, 2] + 0.5) * ax - 0.5
+    K[:, 1, 2] = (K[:, 1, 2] + 0.5) * ay - 0.5
+    return K
 
 
 def opengl_to_opencv_c2w(c2w_gl: np.ndarray) -> np.ndarray:

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from privhead.data.cameras import Cameras, estimate_normalization, normalize_cameras
+from privhead.data.cameras import (
+    Cameras,
+    estimate_normalization,
+    normalize_cameras,
+    scaled_intrinsics,
+)
 from privhead.data.formats import HeadDataset
 from privhead.errors import PrivheadError
 from privhead.privacy.bundle import PrivacyBundle
@@ -175,18 +180,6 @@ class PyramidLevel:
     K: torch.Tensor
 
 
-def _scaled_intrinsics(K: torch.Tensor, ax: float, ay: float) -> torch.Tensor:
-    """Intrinsics for images resampled by (ax, ay) with pixel centres at integers
-    (as :meth:`privhead.data.cameras.Cameras.scaled`)."""
-    K = K.clone()
-    K[:, 0, 0] *= ax
-    K[:, 0, 1] *= ax
-    K[:, 1, 1] *= ay
-    K[:, 0, 2] = (K[:, 0, 2] + 0.5) * ax - 0.5
-    K[:, 1, 2] = (K[:, 1, 2] + 0.5) * ay - 0.5
-    return K
-
-
 def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
     """Coarse-to-fine image pyramid of the RGB views, finest (the images themselves) last.
 
@@ -201,7 +194,7 @@ def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
     """
     from privhead.privacy.operators import downsample_area
 
-    n, height, width = views.rgb_images.shape[:3]
+    height, width = views.rgb_images.shape[1:3]
     sizes = [(height, width)]
     while base > 0 and max(sizes[-1]) // 2 >= base:
         h, w = sizes[-1]
@@ -215,6 +208,6 @@ def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
         masks = None
         if views.rgb_masks is not None:
             masks = downsample_area(views.rgb_masks[:, None], (h, w))[:, 0].clamp(0, 1)
-        K = _scaled_intrinsics(views.rgb_K, w / width, h / height)
+        K = scaled_intrinsics(views.rgb_K, w / width, h / height)
         levels.append(PyramidLevel(images.permute(0, 2, 3, 1).contiguous(), masks, K))
     return levels

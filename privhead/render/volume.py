@@ -43,12 +43,24 @@ def compositing_weights(optical_depth: torch.Tensor) -> tuple[torch.Tensor, torc
     return transmittance * alpha, transmittance
 
 
+def segment_weights(t: torch.Tensor, sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """[R, K - 1] compositing weights of the segments between consecutive samples.
+
+    Args:
+        t: [R, K] sorted sample distances; sdf: [R, K] SDF at the samples; beta: Laplace scale.
+    """
+    lengths = (t[:, 1:] - t[:, :-1]).clamp_min(0.0)
+    tau = segment_optical_depth(sdf[:, :-1], sdf[:, 1:], lengths, beta)
+    return compositing_weights(tau)[0]
+
+
 def composite(
     t: torch.Tensor,
     sdf: torch.Tensor,
     colors: torch.Tensor,
     beta: torch.Tensor,
     background: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Volume-render samples along rays.
 
@@ -58,14 +70,14 @@ def composite(
         colors: [R, K, 3] colour at the samples (a segment takes the mean of its two ends).
         beta: scalar Laplace scale of the VolSDF density.
         background: background colour seen through the remaining transmittance.
+        weights: :func:`segment_weights` of (t, sdf, beta) when the caller already has them.
 
     Returns:
         dict with ``rgb`` [R, 3], ``opacity`` [R], ``depth`` [R] (expected distance of the
         segments' midpoints, normalised by opacity), ``weights`` [R, K - 1].
     """
-    lengths = (t[:, 1:] - t[:, :-1]).clamp_min(0.0)
-    tau = segment_optical_depth(sdf[:, :-1], sdf[:, 1:], lengths, beta)
-    weights, _ = compositing_weights(tau)
+    if weights is None:
+        weights = segment_weights(t, sdf, beta)
     seg_colors = 0.5 * (colors[:, :-1] + colors[:, 1:])
     opacity = weights.sum(dim=-1)
     rgb = (weights[..., None] * seg_colors).sum(dim=1) + (1.0 - opacity[:, None]) * background
@@ -150,8 +162,7 @@ def sample_along_rays(
     sdf = sdf_fn(points.reshape(-1, 3)).reshape(t.shape)
     # Coarse beta is at least half a coarse step so thin shells are not missed.
     coarse_beta = torch.maximum(beta, 0.5 * (far - near).max() / n)
-    tau = segment_optical_depth(sdf[:, :-1], sdf[:, 1:], t[:, 1:] - t[:, :-1], coarse_beta)
-    weights, _ = compositing_weights(tau)
+    weights = segment_weights(t, sdf, coarse_beta)
     weights = weights + 1e-3 * weights.sum(dim=-1, keepdim=True) + 1e-5
     fine = sample_pdf(t, weights, cfg.fine_samples, jitter)
     t_all = torch.cat([near[:, None], fine, far[:, None]], dim=-1)
@@ -159,22 +170,21 @@ def sample_along_rays(
     return RaySamples(t=t_all, hit=hit)
 
 
-def sample_shares(t: torch.Tensor, sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """[R, K] share of each sample in its pixel: half the weights of the segments it ends
-    (:func:`composite` gives a segment the mean colour of its two ends)."""
-    lengths = (t[:, 1:] - t[:, :-1]).clamp_min(0.0)
-    weights, _ = compositing_weights(segment_optical_depth(sdf[:, :-1], sdf[:, 1:], lengths, beta))
+def sample_shares(weights: torch.Tensor) -> torch.Tensor:
+    """[R, K] share of each sample in its pixel, from the [R, K - 1] segment weights: half the
+    weights of the segments it ends (:func:`composite` gives a segment the mean colour of its
+    two ends)."""
     pad = torch.zeros_like(weights[:, :1])
     return 0.5 * (torch.cat([pad, weights], dim=1) + torch.cat([weights, pad], dim=1))
 
 
-def _shade_visible(shade, t, sdf, beta, threshold: float) -> torch.Tensor:
+def _shade_visible(shade, weights: torch.Tensor, threshold: float) -> torch.Tensor:
     """[R * K, 3] colours: the colour network at samples whose share is at least ``threshold``,
     zero (black) at the others."""
     if threshold <= 0:
         return shade(None)
     with torch.no_grad():
-        visible = (sample_shares(t, sdf, beta) >= threshold).reshape(-1)
+        visible = (sample_shares(weights) >= threshold).reshape(-1)
     index = visible.nonzero()[:, 0]
     colours = shade(index)
     return torch.zeros(visible.shape[0], 3, dtype=colours.dtype, device=colours.device).index_copy(
@@ -211,9 +221,10 @@ def render_rays(
     points = (origins[:, None, :] + directions[:, None, :] * t[..., None]).reshape(-1, 3)
     view_dirs = directions[:, None, :].expand(r, k, 3).reshape(-1, 3)
     sdf, gradient, rgb = query_fn(points, view_dirs)
+    weights = segment_weights(t, sdf.reshape(r, k), beta)
     if callable(rgb):
-        rgb = _shade_visible(rgb, t, sdf.reshape(r, k), beta, cfg.shade_threshold)
-    out = composite(t, sdf.reshape(r, k), rgb.reshape(r, k, 3), beta, cfg.background)
+        rgb = _shade_visible(rgb, weights, cfg.shade_threshold)
+    out = composite(t, sdf.reshape(r, k), rgb.reshape(r, k, 3), beta, cfg.background, weights)
     out.update(sdf_gradient=gradient, points=points, t=t)
     return out
 

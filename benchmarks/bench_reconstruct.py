@@ -18,7 +18,9 @@ markdown table on stdout.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -90,11 +92,10 @@ def spread_table(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for (head, mode, stage), values in groups.items():
-        n = len(values)
-        mean = sum(values) / n
-        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else float("nan")
+        std = statistics.stdev(values) if len(values) > 1 else float("nan")
         lines.append(
-            f"| {head} | {mode} | {stage} | {n} | {mean:.5f} | {std:.5f} "
+            f"| {head} | {mode} | {stage} | {len(values)} | {statistics.fmean(values):.5f} "
+            f"| {std:.5f} "
             f"| {min(values):.5f} | {max(values):.5f} |"
         )
     return "\n".join(lines)
@@ -136,9 +137,7 @@ def main(argv=None) -> int:
 
     seeds = [args.seed] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
     records = []
-    for head, mode, seed in (
-        (h, m, s) for h in args.heads for m in args.modes.split(",") for s in seeds
-    ):
+    for head, mode, seed in itertools.product(args.heads, args.modes.split(","), seeds):
         spec = _runs.RunSpec(
             str(head),
             mode,

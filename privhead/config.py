@@ -49,6 +49,10 @@ class RenderConfig:
     """Uniform samples per ray of the gradient-free pass that locates the surface."""
     fine_samples: int = 16
     """Importance samples per ray evaluated with gradients (plus the near and far bounds)."""
+    coarse_grid: int = 0
+    """Training renders place their samples with the SDF resampled on one ``coarse_grid``^3
+    grid, rebuilt every step (one gather per coarse sample instead of one per level; its
+    error, a fraction of a coarse step, only moves where samples go). 0: the exact SDF."""
     shade_threshold: float = 1e-4
     """Samples whose share of a pixel (half the compositing weight of the two segments they
     end) is below this get no colour-network evaluation and count as black: each changes its
@@ -78,6 +82,17 @@ class StageConfig:
     """Binary cross-entropy of the rendered opacity against the masks of RGB views."""
     smooth_weight: float = 1e-5
     """Weight of the discrete-Laplacian smoothness prior on the SDF grids."""
+    normal_smooth_weight: float = 0.0
+    """Weight of the normal-smoothness prior: mean squared difference of the unit normals at
+    surface samples and at points ``normal_smooth_radius`` away (penalises the kinks of the
+    trilinear grids at cell faces). 0: off."""
+    normal_smooth_radius: float = 0.01
+    """Distance (normalised units) of the paired points of the normal-smoothness prior."""
+    normal_smooth_points: int = 4096
+    """Surface samples per step used by the normal-smoothness prior."""
+    normal_smooth_anneal: float = 1.0
+    """The prior's weight falls linearly to this fraction of itself at the stage's last step
+    (1: constant)."""
     rays_per_step: int = 2048
     """Rays of RGB views per step (pixels per step = rays_per_step / supersample^2)."""
     patches_per_step: int = 3
@@ -122,6 +137,11 @@ class ReconstructionConfig:
             mask_weight=0.0,
         )
     )
+    template_fit_steps: int = 0
+    """Template mode: the first steps fit only where the template sits (translation, per-axis
+    scale, a small turn: ``field.template.TemplatePlacement``) and the colour network, through
+    the stage's losses; then the placed template is written into the grids and they train. 0:
+    the template placed by the cameras alone."""
     mesh_resolution: int = 512
     """Marching-cubes samples per axis over the normalised cube."""
     keep_largest_component: bool = True

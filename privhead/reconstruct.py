@@ -50,9 +50,12 @@ class ReconstructionResult:
     """Mesh of every stage by stage name (the last stage's is ``mesh``)."""
     view_renders: dict[str, Path] = field(default_factory=dict)
     """Folders of per-view renders (``renders_rgb``, ``renders_mesh``)."""
+    template_placement: dict | None = None
+    """Template mode: the fitted scale, translation and turn of the template."""
 
     def to_dict(self) -> dict:
         return {
+            "template_placement": self.template_placement,
             "out_dir": str(self.out_dir),
             "mesh": str(self.mesh),
             "renders": str(self.renders),
@@ -221,6 +224,13 @@ def reconstruct(
             write_mesh(name, field_, out_dir / f"mesh_{name}.ply")
 
     stage_seconds = trainer.run(resume=resume, on_stage_end=on_stage_end, on_step=on_step)
+    if trainer.template_placement is not None:
+        fit = trainer.template_placement
+        log(
+            "template placement fitted: scale "
+            + " x ".join(f"{v:.3f}" for v in fit["scale"])
+            + f" (canonical x, y, z), turn {fit['turn_deg']:.1f} deg"
+        )
     for stage in trainer.stages[:-1]:
         # A resumed run may have finished this stage before the interruption.
         path = out_dir / f"mesh_{stage.name}.ply"
@@ -248,6 +258,7 @@ def reconstruct(
         total_seconds=time.perf_counter() - start,
         stage_meshes=meshes,
         view_renders=view_renders,
+        template_placement=trainer.template_placement,
     )
     (out_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result

@@ -7,6 +7,7 @@ and the eikonal term cost one extra weighted sum per grid, not a second backward
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from privhead.config import FieldConfig
@@ -28,6 +29,7 @@ class GridSDF(nn.Module):
             [nn.Parameter(torch.zeros(r, r, r)) for r in cfg.grid_resolutions]
         )
         self.register_buffer("active_levels", torch.tensor(len(cfg.grid_resolutions)))
+        self._sphere_cache: dict = {}
 
     @property
     def num_levels(self) -> int:
@@ -67,6 +69,46 @@ class GridSDF(nn.Module):
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """[P] signed distances only (for mesh extraction and sampling)."""
         return self.forward(points, with_gradient=False)[0]
+
+    @torch.no_grad()
+    def dense_sdf(self, resolution: int) -> torch.Tensor:
+        """[R, R, R] the whole SDF (sphere and active levels) sampled at the nodes of one
+        vertex-centred ``resolution``^3 grid over ``[-bound, bound]^3`` (no gradient).
+
+        Each level is its trilinear interpolant evaluated at the new nodes
+        (``F.interpolate(..., align_corners=True)``), so the dense grid's trilinear interpolant
+        differs from the field only by the interpolation error of a ``resolution`` grid.
+        """
+        device = self.grids[0].device
+        key = (resolution, str(device))
+        if key not in self._sphere_cache:
+            axis = torch.linspace(-self.bound, self.bound, resolution, device=device)
+            x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
+            self._sphere_cache = {key: (x * x + y * y + z * z).sqrt() - self.init_radius}
+        dense = self._sphere_cache[key]
+        size = (resolution, resolution, resolution)
+        for grid in list(self.grids)[: int(self.active_levels)]:
+            if grid.shape[0] == resolution:
+                dense = dense + grid
+            else:
+                up = F.interpolate(
+                    grid[None, None], size=size, mode="trilinear", align_corners=True
+                )
+                dense = dense + up[0, 0]
+        return dense
+
+    def coarse_sdf_fn(self, resolution: int):
+        """A gradient-free ``[P, 3] -> [P]`` SDF for placing samples: one trilinear gather in
+        :meth:`dense_sdf` (built now, so it describes the field at this moment) instead of one
+        per level. ``resolution`` 0 returns the exact :meth:`sdf`."""
+        if resolution <= 0:
+            return self.sdf
+        dense = self.dense_sdf(resolution)
+
+        def sdf_fn(points: torch.Tensor) -> torch.Tensor:
+            return trilinear_with_gradient(dense, points, self.bound, with_gradient=False)[0]
+
+        return sdf_fn
 
     def smoothness(self) -> torch.Tensor:
         """Discrete-Laplacian energy (world units) of the active grids, summed over levels."""

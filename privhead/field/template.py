@@ -166,8 +166,16 @@ def bundle_pose(
     return torch.stack([right, up, forward], dim=1)
 
 
-def init_from_template(geometry, template: HeadTemplate, rotation: torch.Tensor) -> int:
-    """Make the field's SDF the template placed by ``rotation`` (canonical -> bundle).
+def init_from_template(
+    geometry,
+    template: HeadTemplate,
+    rotation: torch.Tensor,
+    translation: torch.Tensor | None = None,
+    value_scale: float = 1.0,
+) -> int:
+    """Make the field's SDF the template placed by ``x = rotation c + translation`` (canonical
+    c -> bundle x; ``rotation`` may include a per-axis scale), its values multiplied by
+    ``value_scale`` (a scaled template's distances scale too).
 
     The residual between the placed template and the field's base sphere goes into the finest
     grid level whose resolution does not exceed the template's; the other levels are zeroed.
@@ -176,7 +184,8 @@ def init_from_template(geometry, template: HeadTemplate, rotation: torch.Tensor)
     Args:
         geometry: a :class:`privhead.field.sdf.GridSDF`.
         template: the canonical template.
-        rotation: [3, 3] from :func:`bundle_pose`.
+        rotation: [3, 3] from :func:`bundle_pose`, or :meth:`TemplatePlacement.linear`.
+        translation: [3] (default 0); value_scale: see above.
     """
     resolutions = [int(g.shape[0]) for g in geometry.grids]
     fitting = [k for k, r in enumerate(resolutions) if r <= template.sdf.shape[0]]
@@ -186,12 +195,104 @@ def init_from_template(geometry, template: HeadTemplate, rotation: torch.Tensor)
     axis = torch.linspace(-bound, bound, res, device=grid.device, dtype=grid.dtype)
     x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
     nodes = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
-    rot = rotation.to(grid.device, grid.dtype)
-    canonical = nodes @ rot  # row-vector form of R^T x: bundle -> canonical
-    placed = template(canonical)
+    linear = rotation.to(grid.device, grid.dtype)
+    if translation is not None:
+        nodes_c = nodes - translation.to(grid.device, grid.dtype)
+    else:
+        nodes_c = nodes
+    canonical = nodes_c @ torch.linalg.inv(linear).T  # bundle -> canonical
+    placed = value_scale * template(canonical)
     sphere = nodes.norm(dim=-1) - geometry.init_radius
     with torch.no_grad():
         for g in geometry.grids:
             g.zero_()
         grid.copy_((placed - sphere).reshape(res, res, res))
     return level
+
+
+def _axis_angle_matrix(v: torch.Tensor) -> torch.Tensor:
+    """[3, 3] rotation of the axis-angle vector ``v`` (Rodrigues; differentiable, exact at 0)."""
+    theta2 = (v * v).sum()
+    k = torch.zeros(3, 3, dtype=v.dtype, device=v.device)
+    k = k.index_put(
+        (torch.tensor([2, 1, 0, 2, 1, 0]), torch.tensor([1, 2, 2, 0, 0, 1])),
+        torch.stack([v[0], -v[0], v[1], -v[1], v[2], -v[2]]),
+    )
+    # sin(t)/t and (1 - cos t)/t^2 by their series near 0, where the closed form is 0 / 0.
+    theta = theta2.clamp_min(1e-12).sqrt()
+    small = theta2 < 1e-8
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-12))
+    return torch.eye(3, dtype=v.dtype, device=v.device) + a * k + b * (k @ k)
+
+
+class TemplatePlacement(torch.nn.Module):
+    """The template as a geometry whose placement is learned: f(x) = s T(A^-1 (x - t)).
+
+    ``A = exp([w]) R diag(exp(log_scale))``: R from :func:`bundle_pose`, a small learned
+    rotation ``w`` (axis-angle), a per-axis scale; ``t`` a translation; ``s`` the geometric mean
+    of the scales (the distances of a scaled template, exact for a uniform scale). It has the
+    interface the renderer and the trainer use of :class:`privhead.field.sdf.GridSDF`
+    (``forward`` with the analytic gradient, ``sdf``, ``coarse_sdf_fn``, ``smoothness``), so the
+    first steps of a template run fit where the head is, how large and how turned, through the
+    stage's own losses; :meth:`bake` then writes the placed template into the grids.
+
+    Args:
+        template: the canonical template; rotation: [3, 3] canonical -> bundle;
+        num_features: the geometry features the colour network expects (zeros here).
+    """
+
+    def __init__(self, template: HeadTemplate, rotation: torch.Tensor, num_features: int):
+        super().__init__()
+        self.template = template
+        self.register_buffer("rotation", rotation.detach().float().clone())
+        self.register_buffer("template_sdf", template.sdf.float().clone())
+        self.log_scale = torch.nn.Parameter(torch.zeros(3))
+        self.translation = torch.nn.Parameter(torch.zeros(3))
+        self.turn = torch.nn.Parameter(torch.zeros(3))
+        self.num_features = num_features
+        self.register_buffer("active_levels", torch.tensor(num_features))
+
+    @property
+    def num_levels(self) -> int:
+        return self.num_features
+
+    def linear(self) -> torch.Tensor:
+        """[3, 3] A (canonical -> bundle, without the translation)."""
+        return _axis_angle_matrix(self.turn) @ self.rotation @ torch.diag(self.log_scale.exp())
+
+    def value_scale(self) -> torch.Tensor:
+        return self.log_scale.mean().exp()
+
+    def forward(self, points: torch.Tensor, with_gradient: bool = True):
+        from privhead.field.grid import trilinear_with_gradient
+
+        inverse = torch.linalg.inv(self.linear())
+        canonical = (points - self.translation) @ inverse.T
+        value, grad = trilinear_with_gradient(
+            self.template_sdf, canonical, self.template.bound, with_gradient
+        )
+        s = self.value_scale()
+        gradient = None if grad is None else s * grad @ inverse  # A^-T grad, row form
+        features = torch.zeros(points.shape[0], self.num_features, device=points.device)
+        return s * value, gradient, features
+
+    def sdf(self, points: torch.Tensor) -> torch.Tensor:
+        return self.forward(points, with_gradient=False)[0]
+
+    def coarse_sdf_fn(self, resolution: int):
+        return self.sdf
+
+    def smoothness(self) -> torch.Tensor:
+        return self.log_scale.sum() * 0.0
+
+    @torch.no_grad()
+    def bake(self, geometry) -> int:
+        """Write the placed template into ``geometry``'s grids (:func:`init_from_template`)."""
+        return init_from_template(
+            geometry,
+            self.template,
+            self.linear().detach(),
+            self.translation.detach(),
+            float(self.value_scale()),
+        )

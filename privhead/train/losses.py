@@ -18,6 +18,16 @@ def eikonal_loss(gradient: torch.Tensor) -> torch.Tensor:
     return ((gradient.norm(dim=-1) - 1.0) ** 2).mean()
 
 
+def normal_smoothness_loss(gradient_a: torch.Tensor, gradient_b: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the unit normals of paired points: ``2 (1 - cos)`` of
+    the angle between ``gradient_a`` [P, 3] and ``gradient_b`` [P, 3] (0 when P = 0)."""
+    if gradient_a.shape[0] == 0:
+        return gradient_a.sum() * 0.0
+    a = F.normalize(gradient_a, dim=-1, eps=1e-6)
+    b = F.normalize(gradient_b, dim=-1, eps=1e-6)
+    return ((a - b) ** 2).sum(dim=-1).mean()
+
+
 def lipschitz_loss(bounds: torch.Tensor) -> torch.Tensor:
     """L_lip = prod_i softplus(m_i) (paper Eq. 8), given the per-layer bounds [L]."""
     return bounds.prod()

@@ -16,13 +16,14 @@ from privhead.errors import PrivheadError
 from privhead.field.model import HeadField
 from privhead.privacy.operators import gradient_modulus, operator_margin
 from privhead.progress import progress_bar
-from privhead.render.volume import render_rays
+from privhead.render.volume import render_rays, sample_shares
 from privhead.train.checkpoint import CHECKPOINT_VERSION, atomic_save, read_checkpoint
 from privhead.train.losses import (
     eikonal_loss,
     gradient_loss,
     lipschitz_loss,
     mask_loss,
+    normal_smoothness_loss,
     rgb_loss,
 )
 from privhead.train.views import PyramidLevel, TrainingViews, rgb_pyramid
@@ -40,8 +41,13 @@ def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
     if cfg.mode == "gradient-only":
         return [dataclasses.replace(s2, name="gradient-only", steps=steps, coarse_to_fine=True)]
     if cfg.mode == "template":
-        # The template already holds the coarse shape: every level is trained from the start.
-        return [dataclasses.replace(s2, name="template", steps=steps, coarse_to_fine=False)]
+        # The template already holds the coarse shape: every level is trained from the start,
+        # after the first steps have fitted the template's placement.
+        fit = min(max(cfg.template_fit_steps, 0), steps - 1)
+        main = dataclasses.replace(s2, name="template", steps=steps - fit, coarse_to_fine=False)
+        if fit == 0:
+            return [main]
+        return [dataclasses.replace(main, name="template-fit", steps=fit), main]
     if cfg.mode == "joint":
         return [
             dataclasses.replace(
@@ -106,13 +112,17 @@ class Trainer:
         self.stage_seconds: dict[str, float] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self._pyramids: dict[int, list[PyramidLevel]] = {}
+        self._grid_geometry = None
+        self.template_placement: dict | None = None
+        """Template mode: the fitted placement (scale, translation, turn) once known."""
         self._check_inputs()
         if cfg.mode == "template":
             from privhead.field.template import bundle_pose, init_from_template, load_template
 
             every = torch.cat([views.rgb_c2w, views.protected_c2w]).float().cpu()
             rotation = bundle_pose(every, views.protected_c2w.float().cpu(), views.head_forward)
-            init_from_template(self.field.geometry, load_template(), rotation)
+            self._template = (load_template(), rotation)
+            init_from_template(self.field.geometry, *self._template)
         if views.operator is not None:
             operator = views.operator
             self.margin = operator_margin(operator)
@@ -128,8 +138,47 @@ class Trainer:
             if needs_grad and self.views.num_protected == 0:
                 raise PrivheadError(f"{stage.name} needs protected views, but there are none.")
 
+    def _begin_template_fit(self) -> None:
+        """Swap the grids for the learnable :class:`TemplatePlacement` (stage template-fit)."""
+        from privhead.field.template import TemplatePlacement
+
+        template, rotation = self._template
+        self._grid_geometry = self.field.geometry
+        self.field.geometry = TemplatePlacement(
+            template, rotation, self._grid_geometry.num_levels
+        ).to(self.device)
+
+    def _end_template_fit(self) -> None:
+        """Write the fitted placement into the grids and put them back."""
+        placement = self.field.geometry
+        placement.bake(self._grid_geometry)
+        turn = float(placement.turn.detach().norm()) * 180.0 / torch.pi
+        self.template_placement = {
+            "scale": [round(float(v), 4) for v in placement.log_scale.detach().exp()],
+            "translation": [round(float(v), 4) for v in placement.translation.detach()],
+            "turn_deg": round(turn, 2),
+        }
+        self.field.geometry = self._grid_geometry
+        self._grid_geometry = None
+
     def _make_optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        if self._grid_geometry is not None:  # fitting the template's placement
+            return torch.optim.Adam(
+                [
+                    {"params": list(self.field.geometry.parameters()), "base_lr": stage.lr},
+                    {
+                        "params": list(self.field.color.parameters())
+                        + list(self.field.beta.parameters()),
+                        "lr": stage.color_lr,
+                        "base_lr": stage.color_lr,
+                    },
+                ],
+                lr=stage.lr,
+                betas=(0.9, 0.99),
+                eps=1e-8,
+                **fused,
+            )
         # Each grid level moves at most about a fixed fraction of its own cell per step: coarse
         # levels shape the head quickly, fine levels only add detail (no speckle noise).
         coarsest = self.cfg.field.grid_resolutions[0]
@@ -172,7 +221,7 @@ class Trainer:
         rows: torch.Tensor,
         cols: torch.Tensor,
         supersample: int,
-    ) -> tuple[dict, torch.Tensor]:
+    ) -> tuple[dict, dict]:
         """Render pixels as the box average of ``supersample``^2 sub-pixel rays each.
 
         The images and protected maps are area averages of the scene over each pixel, so the
@@ -184,7 +233,7 @@ class Trainer:
             supersample: sub-pixel rays per pixel along each axis.
 
         Returns:
-            (dict with ``rgb`` [P, 3] and ``opacity`` [P], SDF gradients of every sample).
+            (dict with ``rgb`` [P, 3] and ``opacity`` [P], :meth:`_samples` of the render).
         """
         s = supersample
         offsets = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) / s - 0.5
@@ -197,7 +246,7 @@ class Trainer:
             origins,
             directions,
             self.field.query_deferred,
-            self.field.sdf,
+            self.field.geometry.coarse_sdf_fn(self.cfg.render.coarse_grid),
             self.field.beta(),
             self.cfg.render,
             jitter=True,
@@ -206,7 +255,17 @@ class Trainer:
             "rgb": out["rgb"].reshape(-1, s * s, 3).mean(dim=1),
             "opacity": out["opacity"].reshape(-1, s * s).mean(dim=1),
         }
-        return pixels, out["sdf_gradient"]
+        return pixels, self._samples(out)
+
+    @staticmethod
+    def _samples(out: dict) -> dict:
+        """What the regularisers need of a render: every sample's SDF gradient and point, and
+        its share of its pixel (detached)."""
+        return {
+            "gradient": out["sdf_gradient"],
+            "points": out["points"],
+            "share": sample_shares(out["weights"].detach()).reshape(-1),
+        }
 
     def _pyramid_level(self, stage: StageConfig) -> PyramidLevel:
         """The RGB pyramid level of the current step (coarse to fine over
@@ -221,7 +280,7 @@ class Trainer:
         index = int(frac / stage.pyramid_fraction * len(levels))
         return levels[min(index, len(levels) - 1)]
 
-    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
+    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, dict]:
         level = self._pyramid_level(stage)
         n_views, height, width = level.images.shape[:3]
         n_pixels = max(stage.rays_per_step // stage.supersample**2, 1)
@@ -229,7 +288,7 @@ class Trainer:
         view_idx = flat // (height * width)
         rows = (flat % (height * width)) // width
         cols = flat % width
-        out, gradients = self._render_pixels(
+        out, samples = self._render_pixels(
             level.K, self.views.rgb_c2w, view_idx, rows, cols, stage.supersample
         )
         terms = {}
@@ -237,9 +296,9 @@ class Trainer:
             terms["rgb"] = rgb_loss(out["rgb"], level.images.reshape(-1, 3)[flat])
         if stage.mask_weight > 0 and level.masks is not None:
             terms["mask"] = mask_loss(out["opacity"], level.masks.reshape(-1)[flat])
-        return terms, gradients
+        return terms, samples
 
-    def _patch_terms(self, stage: StageConfig) -> tuple[dict, torch.Tensor]:
+    def _patch_terms(self, stage: StageConfig) -> tuple[dict, dict]:
         views = self.views
         maps = views.protected_maps
         height, width = maps.shape[-2:]
@@ -254,7 +313,7 @@ class Trainer:
         rows = (tops[:, None, None] - m + offsets[None, :, None]).expand(b, n, n).reshape(-1)
         cols = (lefts[:, None, None] - m + offsets[None, None, :]).expand(b, n, n).reshape(-1)
         vi = view_idx[:, None, None].expand(b, n, n).reshape(-1)
-        out, gradients = self._render_pixels(
+        out, samples = self._render_pixels(
             views.protected_K,
             views.protected_c2w,
             vi.to(self.device),
@@ -277,26 +336,46 @@ class Trainer:
                     for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
                 ]
             )[:, None]
-        return {"grad": gradient_loss(patches, targets, self.operator_fn, valid)}, gradients
+        return {"grad": gradient_loss(patches, targets, self.operator_fn, valid)}, samples
+
+    def _normal_smoothness(self, stage: StageConfig, samples: list[dict]) -> torch.Tensor:
+        """The normal-smoothness prior at up to ``stage.normal_smooth_points`` rendered samples
+        that carry a visible share of their pixel (i.e. lie on the surface), each paired with a
+        point ``stage.normal_smooth_radius`` away in a random direction."""
+        gradient = torch.cat([s["gradient"] for s in samples])
+        points = torch.cat([s["points"] for s in samples])
+        share = torch.cat([s["share"] for s in samples])
+        surface = (share >= 0.02).nonzero()[:, 0]
+        if surface.shape[0] > stage.normal_smooth_points:
+            pick = torch.randperm(surface.shape[0], device=self.device)
+            surface = surface[pick[: stage.normal_smooth_points]]
+        offsets = torch.nn.functional.normalize(
+            torch.randn(surface.shape[0], 3, device=self.device), dim=-1
+        )
+        paired = points[surface].detach() + stage.normal_smooth_radius * offsets
+        _, gradient_b, _ = self.field.geometry(paired, with_gradient=True)
+        return normal_smoothness_loss(gradient[surface], gradient_b)
 
     def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        gradients = []
+        samples = []
         uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
         if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
-            rgb_terms, grad = self._rgb_terms(stage)
+            rgb_terms, rendered = self._rgb_terms(stage)
             terms.update(rgb_terms)
-            gradients.append(grad)
+            samples.append(rendered)
         if stage.gradient_weight > 0:
-            patch_terms, grad = self._patch_terms(stage)
+            patch_terms, rendered = self._patch_terms(stage)
             terms.update(patch_terms)
-            gradients.append(grad)
+            samples.append(rendered)
         # Eikonal points: the rendered samples plus uniform points in the unit ball.
         uniform = torch.rand(4096, 3, device=self.device) * 2 - 1
         uniform = uniform[uniform.norm(dim=-1) < 1.0]
         _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
-        gradients.append(grad_uniform)
+        gradients = [s["gradient"] for s in samples] + [grad_uniform]
         terms["eik"] = eikonal_loss(torch.cat(gradients))
+        if stage.normal_smooth_weight > 0 and samples:
+            terms["normal"] = self._normal_smoothness(stage, samples)
         if stage.lipschitz_weight > 0:
             bounds = torch.stack([layer.bound() for layer in self.field.color.layers])
             terms["lip"] = lipschitz_loss(bounds)
@@ -313,6 +392,7 @@ class Trainer:
             "eik": stage.eikonal_weight,
             "lip": stage.lipschitz_weight,
             "smooth": stage.smooth_weight,
+            "normal": stage.normal_smooth_weight,
         }
 
     # ---------------------------------------------------------------- checkpoints
@@ -375,6 +455,9 @@ class Trainer:
             self.load_checkpoint(last)
         while self.stage_index < len(self.stages):
             stage = self.stages[self.stage_index]
+            if stage.name == "template-fit" and self._grid_geometry is None:
+                self.step = 0  # the placement is not checkpointed: a resumed fit starts over
+                self._begin_template_fit()
             if self.optimizer is None or self.step == 0:
                 self.optimizer = self._make_optimizer(stage)
             weights = self._weights(stage)
@@ -390,7 +473,10 @@ class Trainer:
             while self.step < stage.steps:
                 self._set_schedule(stage, self.step)
                 terms = self._losses(stage)
-                total = sum(weights[k] * v for k, v in terms.items())
+                step_weights = dict(weights)
+                frac = self.step / max(stage.steps - 1, 1)
+                step_weights["normal"] *= 1.0 - (1.0 - stage.normal_smooth_anneal) * frac
+                total = sum(step_weights[k] * v for k, v in terms.items())
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 self.optimizer.step()
@@ -403,10 +489,16 @@ class Trainer:
                     if on_step is not None:
                         losses = {k: float(v.item()) for k, v in terms.items()}
                         on_step(stage.name, self.step, stage.steps, losses)
-                if self.step % self.cfg.checkpoint_every == 0 and self.step < stage.steps:
+                if (
+                    self.step % self.cfg.checkpoint_every == 0
+                    and self.step < stage.steps
+                    and self._grid_geometry is None
+                ):
                     self.stage_seconds[stage.name] = time.perf_counter() - start
                     self.save_checkpoint(last)
             bar.close()
+            if self._grid_geometry is not None:
+                self._end_template_fit()
             self.stage_seconds[stage.name] = time.perf_counter() - start
             self.stage_index += 1
             self.step = 0

@@ -91,3 +91,27 @@ def test_fourier_encoding_shape_and_values():
     enc = fourier_encode(p, 2)
     assert enc.shape == (1, 15)
     torch.testing.assert_close(enc[0, 3], torch.sin(torch.tensor(0.5 * torch.pi)))
+
+
+def test_dense_sdf_equals_the_field_at_its_nodes_and_follows_the_active_levels():
+    torch.manual_seed(0)
+    geometry = GridSDF(FieldConfig(grid_resolutions=(5, 9, 17)))
+    with torch.no_grad():
+        for grid in geometry.grids:
+            grid.normal_(0.0, 0.02)
+    res = 33  # finer than every level, and no level's resolution: each one is resampled
+    axis = torch.linspace(-1, 1, res)
+    x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
+    nodes = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
+    torch.testing.assert_close(
+        geometry.dense_sdf(res).reshape(-1), geometry.sdf(nodes), atol=1e-5, rtol=0
+    )
+    # Between nodes the one-gather SDF is the dense grid's interpolant: close, not equal.
+    points = (torch.rand(2000, 3) * 2 - 1) * 0.95
+    coarse = geometry.coarse_sdf_fn(res)(points)
+    assert 0 < (coarse - geometry.sdf(points)).abs().max() < 0.1
+    geometry.active_levels.fill_(1)
+    torch.testing.assert_close(
+        geometry.dense_sdf(res).reshape(-1), geometry.sdf(nodes), atol=1e-5, rtol=0
+    )
+    assert geometry.coarse_sdf_fn(0) == geometry.sdf

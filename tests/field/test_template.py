@@ -18,6 +18,7 @@ from privhead.field.template import (
     TEMPLATE_FILE,
     TEMPLATE_RECORD,
     TEMPLATE_SEEDS,
+    TemplatePlacement,
     build_template,
     bundle_pose,
     init_from_template,
@@ -111,6 +112,61 @@ def test_init_writes_the_placed_template_into_the_field():
     assert float((got - want).abs().max()) < 0.02  # two trilinear grids, same resolution
 
 
+def test_a_placement_bakes_into_the_grids_and_its_gradient_is_the_fields():
+    template = load_template()
+    q = torch.tensor(
+        trimesh.transformations.rotation_matrix(0.4, [0, 1, 0])[:3, :3], dtype=torch.float32
+    )
+    placement = TemplatePlacement(template, q, num_features=3)
+    with torch.no_grad():
+        placement.log_scale.copy_(torch.log(torch.tensor([1.2, 0.9, 1.05])))
+        placement.translation.copy_(torch.tensor([0.05, -0.03, 0.02]))
+        placement.turn.copy_(torch.tensor([0.0, 0.1, 0.0]))
+    points = (torch.rand(2000, 3) * 2 - 1) * 0.7
+    sdf, gradient, features = placement(points)
+    linear = placement.linear().detach()
+    canonical = (points - placement.translation.detach()) @ torch.linalg.inv(linear).T
+    scale = float(np.prod([1.2, 0.9, 1.05]) ** (1 / 3))
+    torch.testing.assert_close(sdf.detach(), scale * template(canonical), atol=1e-5, rtol=1e-5)
+    assert features.shape == (2000, 3) and float(features.abs().max()) == 0
+    eps = 1e-3
+    numeric = torch.stack(
+        [
+            (placement.sdf(points + eps * e) - placement.sdf(points - eps * e)) / (2 * eps)
+            for e in torch.eye(3)
+        ],
+        dim=-1,
+    ).detach()
+    assert float((gradient.detach() - numeric).abs().median()) < 1e-3
+    geometry = GridSDF(FieldConfig(grid_resolutions=(16, 32, 64)))
+    assert placement.bake(geometry) == 2
+    with torch.no_grad():
+        assert float((geometry.sdf(points) - sdf).abs().max()) < 0.03
+
+
+def test_a_placement_recovers_a_known_scale_and_shift_by_gradient_descent():
+    template = load_template()
+    eye = torch.eye(3)
+    truth = TemplatePlacement(template, eye, num_features=1)
+    with torch.no_grad():
+        truth.log_scale.copy_(torch.log(torch.tensor([1.15, 0.92, 1.08])))
+        truth.translation.copy_(torch.tensor([0.04, -0.05, 0.03]))
+    fit = TemplatePlacement(template, eye, num_features=1)
+    optimizer = torch.optim.Adam(fit.parameters(), lr=0.01)
+    torch.manual_seed(0)
+    for _ in range(300):
+        points = (torch.rand(4096, 3) * 2 - 1) * 0.8
+        with torch.no_grad():
+            target = truth.sdf(points)
+        loss = (fit.sdf(points) - target).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close(fit.log_scale.exp(), truth.log_scale.exp(), atol=0.02, rtol=0)
+    torch.testing.assert_close(fit.translation, truth.translation, atol=0.01, rtol=0)
+    assert float(fit.turn.detach().norm()) < 0.03
+
+
 def test_reconstruct_template_runs_without_any_neutral_view(tmp_path):
     from privhead.data.synthetic import write_synthetic_head
     from privhead.privacy.bundle import read_bundle
@@ -120,6 +176,7 @@ def test_reconstruct_template_runs_without_any_neutral_view(tmp_path):
     bundle = protect_dataset(head, tmp_path / "bundle", detector="none", neutral=[]).bundle
     assert read_bundle(bundle).head_forward is not None  # views.json's forward, recorded
     steps = ["--set", "stage1.steps=2", "--set", "stage2.steps=2", "--set", "mesh_resolution=32"]
+    steps += ["--set", "template_fit_steps=2"]
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app, ["reconstruct", str(bundle), str(out), "--template", "--preset", "tiny", *steps]
@@ -127,6 +184,10 @@ def test_reconstruct_template_runs_without_any_neutral_view(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["mode"] == "template"
     assert (out / "mesh.ply").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["stage_seconds"]) == {"template-fit", "template"}
+    assert len(summary["template_placement"]["scale"]) == 3
+    assert "template placement fitted" in result.output
 
 
 @pytest.mark.slow  # ~70 s: 24 synthetic identities at 64^3

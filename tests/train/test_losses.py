@@ -7,7 +7,14 @@ from privhead.data.cameras import patch_rays
 from privhead.field.model import HeadField
 from privhead.privacy.operators import OperatorConfig, gradient_modulus, operator_margin
 from privhead.render.volume import render_rays
-from privhead.train.losses import eikonal_loss, gradient_loss, lipschitz_loss, mask_loss, rgb_loss
+from privhead.train.losses import (
+    eikonal_loss,
+    gradient_loss,
+    lipschitz_loss,
+    mask_loss,
+    normal_smoothness_loss,
+    rgb_loss,
+)
 
 
 def test_rgb_and_eikonal_values():
@@ -41,3 +48,11 @@ def test_gradient_loss_zero_on_own_render_and_flows_to_the_sdf(device):
     loss.backward()
     grid_grad = sum(g.grad.abs().sum() for g in field.geometry.grids)
     assert loss > 0 and torch.isfinite(grid_grad) and grid_grad > 0
+
+
+def test_normal_smoothness_is_zero_for_parallel_normals_and_two_for_orthogonal():
+    a = torch.tensor([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])
+    assert normal_smoothness_loss(a, 3 * a) < 1e-12  # lengths do not matter
+    b = torch.tensor([[1.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    torch.testing.assert_close(normal_smoothness_loss(a, b), torch.tensor(2.0))
+    assert normal_smoothness_loss(a[:0], b[:0]) == 0

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import _runs
+import numpy as np
 import torch
 
 from privhead.config import apply_overrides, config_from_dict, config_to_dict
@@ -80,6 +81,9 @@ def main(argv=None) -> int:
         required=True,
         help='"name:stage2.key=value;render.key=value" (repeatable; "name:" = unchanged)',
     )
+    parser.add_argument(
+        "--figure", type=Path, help="PNG: clay renders of the face of GT and every variant"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--force", action="store_true", help="rerun cached variants")
     args = parser.parse_args(argv)
@@ -110,9 +114,13 @@ def main(argv=None) -> int:
             }
             record_path.write_text(json.dumps(record, indent=2))
         record["name"] = name
+        record["mesh"] = str(folder / "mesh.ply")
         rows.append(record)
         print(f"{name}: {_row(record)}", flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    if args.figure:
+        stage1 = args.run / "run" / "mesh_stage1.ply"
+        print(f"figure: {face_figure(args.dataset, rows, args.figure, stage1)}")
     print(
         "\n| variant | overrides | face CD (units) | face CD (mm) | face normal error (deg) "
         "| stage 2 s |\n|---|---|---|---|---|---|"
@@ -120,6 +128,42 @@ def main(argv=None) -> int:
     for record in rows:
         print(f"| {record['name']} | {'; '.join(record['overrides']) or '—'} | {_row(record)} |")
     return 0
+
+
+def face_figure(dataset: Path, rows: list[dict], path: Path, stage1: Path | None = None) -> Path:
+    """Clay renders, frontal and three-quarter, of the ground truth and each variant's mesh:
+    the ripple and bumps the normal error measures, seen."""
+    import trimesh
+
+    from privhead.mesh.render import orbit_cameras, render_views, save_grid
+
+    region = json.loads((dataset / "face_region.json").read_text())
+    center = np.asarray(region["sphere_center"])
+    forward = np.asarray(region.get("forward", [0.0, 0.0, 1.0]))
+    up = region.get("up", [0.0, 1.0, 0.0])
+    # Azimuth 0 of orbit_cameras is +Z: start at the face's own direction (about +Y).
+    start = float(np.degrees(np.arctan2(forward[0], forward[2])))
+    radius = region["sphere_radius"]
+    target = center - 0.5 * radius * forward / np.linalg.norm(forward)  # inside the head
+    cams = orbit_cameras(8, 3.5 * radius, 5.0, 40.0, 320, 320, target, up, start).subset([0, 1])
+    meshes = [("ground truth", dataset / "gt_mesh.ply")]
+    if stage1 is not None and stage1.is_file():
+        meshes.append(("stage 1 (shared start)", stage1))
+    meshes += [
+        (
+            f"{r['name']}: {r['face']['chamfer_mm']:.2f} mm, "
+            f"{r['face']['normal_error_deg']:.1f} deg",
+            Path(r["mesh"]),
+        )
+        for r in rows
+    ]
+    images, labels = [], []
+    for label, mesh_path in meshes:
+        mesh = trimesh.load(mesh_path)
+        for i, image in enumerate(render_views(mesh, cams)):
+            images.append(image)
+            labels.append(label if i == 0 else "")
+    return save_grid(images, path, ncols=4, labels=labels)
 
 
 def _row(record: dict) -> str:

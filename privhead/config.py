@@ -49,7 +49,7 @@ class RenderConfig:
     """Uniform samples per ray of the gradient-free pass that locates the surface."""
     fine_samples: int = 16
     """Importance samples per ray evaluated with gradients (plus the near and far bounds)."""
-    coarse_grid: int = 0
+    coarse_grid: int = 64
     """Training renders place their samples with the SDF resampled on one ``coarse_grid``^3
     grid, rebuilt every step (one gather per coarse sample instead of one per level; its
     error, a fraction of a coarse step, only moves where samples go). 0: the exact SDF."""
@@ -135,9 +135,10 @@ class ReconstructionConfig:
             gradient_weight=1.0,
             lipschitz_weight=1e-4,
             mask_weight=0.0,
+            normal_smooth_weight=0.1,
         )
     )
-    template_fit_steps: int = 0
+    template_fit_steps: int = 100
     """Template mode: the first steps fit only where the template sits (translation, per-axis
     scale, a small turn: ``field.template.TemplatePlacement``) and the colour network, through
     the stage's losses; then the placed template is written into the grids and they train. 0:

@@ -138,11 +138,13 @@ class ReconstructionConfig:
             normal_smooth_weight=0.1,
         )
     )
-    template_fit_steps: int = 100
+    template_fit_steps: int = 0
     """Template mode: the first steps fit only where the template sits (translation, per-axis
     scale, a small turn: ``field.template.TemplatePlacement``) and the colour network, through
-    the stage's losses; then the placed template is written into the grids and they train. 0:
-    the template placed by the cameras alone."""
+    the stage's losses; then the placed template is written into the grids and they train. 0
+    (default): the template placed by the cameras alone. Measured on ict_s0 (fast, all views
+    protected): 100 fitting steps learned an implausible stretch (scale 0.82 x 1.14 x 0.83) and
+    ended worse, 0.00813 vs 0.00774 face Chamfer without the fit (docs/benchmarks.md)."""
     mesh_resolution: int = 512
     """Marching-cubes samples per axis over the normalised cube."""
     keep_largest_component: bool = True

@@ -55,7 +55,6 @@ class ReconstructionResult:
 
     def to_dict(self) -> dict:
         return {
-            "template_placement": self.template_placement,
             "out_dir": str(self.out_dir),
             "mesh": str(self.mesh),
             "renders": str(self.renders),
@@ -66,6 +65,7 @@ class ReconstructionResult:
             "total_seconds": self.total_seconds,
             "stage_meshes": {k: str(v) for k, v in self.stage_meshes.items()},
             "view_renders": {k: str(v) for k, v in self.view_renders.items()},
+            "template_placement": self.template_placement,
         }
 
 

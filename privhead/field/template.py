@@ -196,11 +196,8 @@ def init_from_template(
     x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
     nodes = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
     linear = rotation.to(grid.device, grid.dtype)
-    if translation is not None:
-        nodes_c = nodes - translation.to(grid.device, grid.dtype)
-    else:
-        nodes_c = nodes
-    canonical = nodes_c @ torch.linalg.inv(linear).T  # bundle -> canonical
+    shift = 0.0 if translation is None else translation.to(grid.device, grid.dtype)
+    canonical = (nodes - shift) @ torch.linalg.inv(linear).T  # bundle -> canonical
     placed = value_scale * template(canonical)
     sphere = nodes.norm(dim=-1) - geometry.init_radius
     with torch.no_grad():

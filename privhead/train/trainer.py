@@ -260,12 +260,8 @@ class Trainer:
     @staticmethod
     def _samples(out: dict) -> dict:
         """What the regularisers need of a render: every sample's SDF gradient and point, and
-        its share of its pixel (detached)."""
-        return {
-            "gradient": out["sdf_gradient"],
-            "points": out["points"],
-            "share": sample_shares(out["weights"].detach()).reshape(-1),
-        }
+        the segment weights (for the samples' shares of their pixels, when a prior asks)."""
+        return {"gradient": out["sdf_gradient"], "points": out["points"], "weights": out["weights"]}
 
     def _pyramid_level(self, stage: StageConfig) -> PyramidLevel:
         """The RGB pyramid level of the current step (coarse to fine over
@@ -344,7 +340,7 @@ class Trainer:
         point ``stage.normal_smooth_radius`` away in a random direction."""
         gradient = torch.cat([s["gradient"] for s in samples])
         points = torch.cat([s["points"] for s in samples])
-        share = torch.cat([s["share"] for s in samples])
+        share = torch.cat([sample_shares(s["weights"].detach()).reshape(-1) for s in samples])
         surface = (share >= 0.02).nonzero()[:, 0]
         if surface.shape[0] > stage.normal_smooth_points:
             pick = torch.randperm(surface.shape[0], device=self.device)

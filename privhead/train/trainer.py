@@ -162,41 +162,24 @@ class Trainer:
         self._grid_geometry = None
 
     def _make_optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
-        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         if self._grid_geometry is not None:  # fitting the template's placement
-            return torch.optim.Adam(
-                [
-                    {"params": list(self.field.geometry.parameters()), "base_lr": stage.lr},
-                    {
-                        "params": list(self.field.color.parameters())
-                        + list(self.field.beta.parameters()),
-                        "lr": stage.color_lr,
-                        "base_lr": stage.color_lr,
-                    },
-                ],
-                lr=stage.lr,
-                betas=(0.9, 0.99),
-                eps=1e-8,
-                **fused,
-            )
-        # Each grid level moves at most about a fixed fraction of its own cell per step: coarse
-        # levels shape the head quickly, fine levels only add detail (no speckle noise).
-        coarsest = self.cfg.field.grid_resolutions[0]
-        groups = [
-            {
-                "params": [grid],
-                "lr": stage.lr * coarsest / res,
-                "base_lr": stage.lr * coarsest / res,
-            }
-            for grid, res in zip(self.field.geometry.grids, self.cfg.field.grid_resolutions)
-        ]
-        groups += [
-            {
-                "params": list(self.field.color.parameters()) + list(self.field.beta.parameters()),
-                "lr": stage.color_lr,
-                "base_lr": stage.color_lr,
-            }
-        ]
+            placement = list(self.field.geometry.parameters())
+            groups = [{"params": placement, "lr": stage.lr, "base_lr": stage.lr}]
+        else:
+            # Each grid level moves at most about a fixed fraction of its own cell per step:
+            # coarse levels shape the head quickly, fine levels only add detail (no speckle).
+            coarsest = self.cfg.field.grid_resolutions[0]
+            groups = [
+                {
+                    "params": [grid],
+                    "lr": stage.lr * coarsest / res,
+                    "base_lr": stage.lr * coarsest / res,
+                }
+                for grid, res in zip(self.field.geometry.grids, self.cfg.field.grid_resolutions)
+            ]
+        colour = list(self.field.color.parameters()) + list(self.field.beta.parameters())
+        groups.append({"params": colour, "lr": stage.color_lr, "base_lr": stage.color_lr})
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-8, **fused)
 
     def _set_schedule(self, stage: StageConfig, step: int) -> None:

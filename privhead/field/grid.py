@@ -30,7 +30,23 @@ def trilinear_with_gradient(
     Returns:
         values: [P] interpolated values.
         gradient: [P, 3] spatial gradient of the interpolant, or None.
+
+    float32 CPU calls whose points need no gradient run the fused C kernel
+    (:mod:`privhead.field.native`); everything else, and that kernel's reference, is
+    :func:`trilinear_with_gradient_torch`.
     """
+    from privhead.field import native
+
+    if native.applies(grid, points):
+        return native.trilinear(grid, points, bound, with_gradient)
+    return trilinear_with_gradient_torch(grid, points, bound, with_gradient)
+
+
+def trilinear_with_gradient_torch(
+    grid: torch.Tensor, points: torch.Tensor, bound: float, with_gradient: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`trilinear_with_gradient` in torch operations (any device, dtype, and
+    differentiable with respect to the points too)."""
     res = grid.shape[0]
     scale = (res - 1) / (2.0 * bound)
     coords = (points + bound) * scale

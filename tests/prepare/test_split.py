@@ -1,5 +1,7 @@
 """The face split from the poses: detector OR angle to the voted face direction."""
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from privhead.data.synthetic.rig import ring_cameras
@@ -39,3 +41,29 @@ def test_no_detection_protects_everything():
     cameras, _, _ = ring_cameras(12, 32, 32)
     sensitive, neutral, forward = split_views(cameras, np.zeros(3), {})
     assert forward is None and neutral == [] and len(sensitive) == 12
+
+
+def _ring(n: int, elevation_deg: float, radius: float = 3.0) -> np.ndarray:
+    az = np.radians(np.arange(n) * 360.0 / n)
+    el = np.radians(elevation_deg)
+    return radius * np.stack(
+        [np.cos(el) * np.sin(az), np.full(n, np.sin(el)), np.cos(el) * np.cos(az)], axis=1
+    )
+
+
+def test_the_vote_is_not_pulled_towards_where_cameras_are_dense():
+    # Few cameras low, many high: the firing views' plain mean leans upwards.
+    centers = np.concatenate([_ring(10, -20.0), _ring(24, 45.0)])
+    cameras = SimpleNamespace(centers=centers)
+    unit = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    true = np.array([0.0, 0.0, 1.0])
+    firing = {i: 0.9 for i in range(len(centers)) if unit[i] @ true > np.cos(np.radians(95))}
+    plain = unit[list(firing)].mean(axis=0)
+    plain_error = np.degrees(np.arccos(plain @ true / np.linalg.norm(plain)))
+    vote = face_direction(cameras, np.zeros(3), firing)
+    error = np.degrees(np.arccos(np.clip(vote @ true, -1, 1)))
+    assert plain_error > 10.0  # the bias the contrast removes is real in this layout
+    assert error < 3.0
+    # Every view fires: nothing to contrast with, the mean of the firing views.
+    everything = face_direction(cameras, np.zeros(3), dict.fromkeys(range(len(centers)), 1.0))
+    np.testing.assert_allclose(everything, unit.mean(0) / np.linalg.norm(unit.mean(0)))

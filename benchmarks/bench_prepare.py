@@ -46,14 +46,22 @@ from privhead.privacy.protect import protect_dataset  # noqa: E402
 from privhead.reconstruct import reconstruct  # noqa: E402
 
 
-def _reconstruct(dataset: Path, out: Path, preset: str, say) -> tuple[Path, float]:
+def _reconstruct(dataset: Path, out: Path, preset: str, say) -> tuple[Path, float, str]:
+    """(mesh, training seconds, mode) of the bundle protected from ``dataset``."""
     mesh = out / "recon" / "mesh.ply"
     if mesh.is_file():
         summary = json.loads((out / "recon" / "summary.json").read_text())
-        return mesh, float(sum(summary["stage_seconds"].values()))
+        mode = json.loads((out / "recon" / "config.json").read_text())["mode"]
+        return mesh, float(sum(summary["stage_seconds"].values())), mode
     bundle = protect_dataset(dataset, out / "bundle", overwrite=True).bundle
-    result = reconstruct(bundle, out / "recon", resolve_config(preset), progress=False, log=say)
-    return Path(result.mesh), float(sum(result.stage_seconds.values()))
+    # No neutral view (e.g. a turntable whose registered views all show the face): the
+    # template start, as a user would run it (privhead reconstruct --template).
+    mode = "two-stage" if len(bundle.neutral_images) else "template"
+    if mode == "template":
+        say("  no neutral view in the bundle: reconstructing from the template")
+    cfg = resolve_config(preset, mode)
+    result = reconstruct(bundle, out / "recon", cfg, progress=False, log=say)
+    return Path(result.mesh), float(sum(result.stage_seconds.values())), mode
 
 
 def run_shoot(mode: str, seed: int, args, say) -> dict:
@@ -78,7 +86,7 @@ def run_shoot(mode: str, seed: int, args, say) -> dict:
             log=lambda text: say(f"  {text}"),
         )
     except PrivheadError as exc:
-        row.update(prepare_error=str(exc), prepare_seconds=time.perf_counter() - start)
+        row.update(prepare_error=f"prepare: {exc}", prepare_seconds=time.perf_counter() - start)
         return row
     row["prepare_seconds"] = time.perf_counter() - start
     dataset = load_dataset(base / "dataset")
@@ -106,7 +114,9 @@ def run_shoot(mode: str, seed: int, args, say) -> dict:
     if args.preset == "none":
         return row
     say(f"{mode} s{seed}: protect + reconstruct ({args.preset}) from the prepared cameras")
-    mesh, seconds = _reconstruct(base / "dataset", base / "from_prepare", args.preset, say)
+    mesh, seconds, row["mode_prepared"] = _reconstruct(
+        base / "dataset", base / "from_prepare", args.preset, say
+    )
     aligned = trimesh.load(mesh, process=False)
     aligned.vertices = transform_points(np.array(errors["transform"]), aligned.vertices)
     aligned_path = base / "from_prepare" / "mesh_true_frame.ply"
@@ -114,7 +124,7 @@ def run_shoot(mode: str, seed: int, args, say) -> dict:
     row["chamfer_prepared"] = face_chamfer(aligned_path, truth_dir)["chamfer"]
     row["seconds_prepared"] = seconds
     say(f"{mode} s{seed}: protect + reconstruct ({args.preset}) from the true cameras")
-    mesh, seconds = _reconstruct(truth_dir, base / "from_truth", args.preset, say)
+    mesh, seconds, _ = _reconstruct(truth_dir, base / "from_truth", args.preset, say)
     row["chamfer_true_cameras"] = face_chamfer(mesh, truth_dir)["chamfer"]
     row["seconds_true_cameras"] = seconds
     row["chamfer_ratio"] = row["chamfer_prepared"] / row["chamfer_true_cameras"]
@@ -131,7 +141,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         name = f"{r['mode']} s{r['seed']}"
         if "prepare_error" in r:
-            lines.append(f"| {name} | prepare failed: {r['prepare_error']} |" + " |" * 8)
+            lines.append(f"| {name} | failed: {r['prepare_error']} |" + " |" * 8)
             continue
         chamfer = (
             (f"{r['chamfer_prepared']:.4f}", f"{r['chamfer_true_cameras']:.4f}")
@@ -139,6 +149,8 @@ def table(rows: list[dict]) -> str:
             else ("-", "-")
         )
         ratio = f"{r['chamfer_ratio']:.2f}x" if "chamfer_ratio" in r else "-"
+        if r.get("mode_prepared") == "template":  # no neutral view came out of prepare
+            chamfer = (f"{chamfer[0]} (template)", chamfer[1])
         lines.append(
             f"| {name} | {r['registered']} / {r['views']} | {r['sfm_attempt']} | "
             f"{r['reprojection_px']:.2f} | {r['median_rotation_deg']:.2f} / "
@@ -176,9 +188,11 @@ def main(argv=None) -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             try:
                 rows.append(run_shoot(mode, seed, args, say))
-            except Exception:  # noqa: BLE001 - report and go on with the next shoot
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next shoot
                 traceback.print_exc()
-                rows.append({"mode": mode, "seed": seed, "prepare_error": "crashed (see log)"})
+                # prepare's own failures are rows of run_shoot; this is any later step's crash
+                error = f"crashed: {type(exc).__name__}: {exc}"[:160].replace("|", "/")
+                rows.append({"mode": mode, "seed": seed, "prepare_error": error})
             (args.out / "prepare.json").write_text(json.dumps(rows, indent=1))
     minutes = (time.perf_counter() - start) / 60
     command = "python benchmarks/bench_prepare.py " + " ".join(argv or sys.argv[1:])

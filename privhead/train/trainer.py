@@ -134,7 +134,10 @@ class Trainer:
             needs_rgb = stage.rgb_weight > 0
             needs_grad = stage.gradient_weight > 0
             if needs_rgb and self.views.num_rgb == 0:
-                raise PrivheadError(f"{stage.name} needs RGB views, but there are none.")
+                raise PrivheadError(
+                    f"{stage.name} needs RGB views, but there are none (the bundle has no "
+                    "neutral view): reconstruct it with --template (or --mode gradient-only)."
+                )
             if needs_grad and self.views.num_protected == 0:
                 raise PrivheadError(f"{stage.name} needs protected views, but there are none.")
 

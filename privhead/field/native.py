@@ -4,9 +4,10 @@
 levels, eight corners and the closed-form gradient for every sample of every step. In torch
 it is ~40 small tensor operations per level whose backward (the corners' ``index_put``) is
 most of a CPU training step. The C kernel does the same arithmetic in one pass per level,
-forward and backward, with serial loops: bit-identical for any thread count. (Splitting the
-points over two threads was measured slower on 2 cores: 37.5 vs 28 ms for four levels and
-70k points, forward and backward, as torch's own threads hold the second core.)
+forward and backward, with serial loops: bit-identical for any thread count. (A two-thread
+version, the forward split by points and the backward by grid slabs, was measured slower on 2
+cores: 37.5-41.9 vs 28 ms for four levels and 70k points, forward and backward, as torch's own
+threads hold the second core.)
 
 It is built once per machine with the system C compiler (``$CC``, else ``cc`` / ``gcc``) into
 ``$PRIVHEAD_CACHE_DIR/native`` (default ``~/.cache/privhead/native``), keyed by a hash of the

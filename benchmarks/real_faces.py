@@ -59,6 +59,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from privhead.cache import cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 FORMAT = "v1"
 """Version of the face set layout (the folder name under the cache)."""
@@ -226,9 +228,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".gif", ".tif", ".tif
 def default_cache_dir() -> Path:
     """``$PRIVHEAD_CACHE/real_faces`` if ``PRIVHEAD_CACHE`` is set, else
     ``~/.cache/privhead/real_faces``."""
-    root = os.environ.get("PRIVHEAD_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "privhead"
-    return base / "real_faces"
+    return cache_root() / "real_faces"
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:

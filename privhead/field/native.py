@@ -10,7 +10,7 @@ cores: 37.5-41.9 vs 28 ms for four levels and 70k points, forward and backward, 
 threads hold the second core.)
 
 It is built once per machine with the system C compiler (``$CC``, else ``cc`` / ``gcc``) into
-``$PRIVHEAD_CACHE_DIR/native`` (default ``~/.cache/privhead/native``), keyed by a hash of the
+``$PRIVHEAD_CACHE/native`` (default ``~/.cache/privhead/native``), keyed by a hash of the
 source and the compiler, and used for float32 CPU tensors whose points need no gradient. Where
 there is no compiler, on other devices and dtypes, or with ``PRIVHEAD_NATIVE=0``, the torch
 implementation runs instead (same results to float32 rounding; tests compare the two).
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from privhead.cache import cache_root
+
 SOURCE = Path(__file__).with_name("trilinear.c")
 _FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC"]
 _LIB: ctypes.CDLL | None = None
@@ -36,10 +38,8 @@ _TRIED = False
 
 
 def cache_dir() -> Path:
-    """Where the compiled kernel is kept (``$PRIVHEAD_CACHE_DIR/native``)."""
-    root = os.environ.get("PRIVHEAD_CACHE_DIR")
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return (base if root else base / "privhead") / "native"
+    """Where the compiled kernel is kept: ``native`` in :func:`privhead.cache.cache_root`."""
+    return cache_root() / "native"
 
 
 def _compiler() -> str | None:

@@ -54,6 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from privhead.cache import cache_root
 from privhead.data.cameras import Cameras, pixel_rays
 from privhead.data.synthetic import (
     AMBIENT,
@@ -815,9 +816,7 @@ def cache_key(operator_cfg: OperatorConfig, train_cfg: InverterTrainConfig) -> s
 def default_cache_dir() -> Path:
     """``$PRIVHEAD_CACHE/inverters`` when the variable is set, else
     ``~/.cache/privhead/inverters``."""
-    root = os.environ.get("PRIVHEAD_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "privhead"
-    return base / "inverters"
+    return cache_root() / "inverters"
 
 
 def cache_path(

@@ -71,7 +71,7 @@ def test_native_can_be_switched_off_by_the_environment(tmp_path):
 
 
 def test_a_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRIVHEAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PRIVHEAD_CACHE", str(tmp_path))
     with pytest.raises(RuntimeError, match="failed"):
         native.build(compiler="/bin/false")
     assert not list((tmp_path / "native").glob("*.so"))  # nothing half-written

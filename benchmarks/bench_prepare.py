@@ -54,14 +54,13 @@ def _reconstruct(dataset: Path, out: Path, preset: str, say) -> tuple[Path, floa
         mode = json.loads((out / "recon" / "config.json").read_text())["mode"]
         return mesh, float(sum(summary["stage_seconds"].values())), mode
     protected = protect_dataset(dataset, out / "bundle", overwrite=True)
-    bundle = protected.bundle
     # No neutral view (e.g. a turntable whose registered views all show the face): the
     # template start, as a user would run it (privhead reconstruct --template).
     mode = "two-stage" if protected.n_neutral else "template"
     if mode == "template":
         say("  no neutral view in the bundle: reconstructing from the template")
     cfg = resolve_config(preset, mode)
-    result = reconstruct(bundle, out / "recon", cfg, progress=False, log=say)
+    result = reconstruct(protected.bundle, out / "recon", cfg, progress=False, log=say)
     return Path(result.mesh), float(sum(result.stage_seconds.values())), mode
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from privhead.field import native
+
 # The eight cell corners as (dx, dy, dz) offsets, in the order used below.
 _CORNERS = [(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)]
 
@@ -35,8 +37,6 @@ def trilinear_with_gradient(
     (:mod:`privhead.field.native`); everything else, and that kernel's reference, is
     :func:`trilinear_with_gradient_torch`.
     """
-    from privhead.field import native
-
     if native.applies(grid, points):
         return native.trilinear(grid, points, bound, with_gradient)
     return trilinear_with_gradient_torch(grid, points, bound, with_gradient)

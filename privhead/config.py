@@ -105,6 +105,12 @@ class StageConfig:
     """RGB views larger than this are first sampled from area-downsampled copies: pyramid
     levels halve the images while their longer side stays >= ``pyramid_base`` px (0: the
     images only). Views of ``pyramid_base`` px or less are unaffected."""
+    pyramid_min_footprint: float = 0.0
+    """Pyramid levels whose pixels are finer than this many cells of the finest SDF grid
+    (the median footprint of a pixel at the normalised frame's centre) are not used: the stage
+    trains on the finest level at least this coarse. Detail below a grid cell cannot be held
+    by the grids, and the colour network explains it with geometry instead (0: every level,
+    the images included)."""
     pyramid_fraction: float = 0.5
     """Fraction of the stage's steps over which the pyramid goes from its coarsest level to the
     images themselves (each level gets an equal share; the rest of the stage is at full size)."""

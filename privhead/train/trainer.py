@@ -111,7 +111,7 @@ class Trainer:
         self.step = 0
         self.stage_seconds: dict[str, float] = {}
         self.optimizer: torch.optim.Optimizer | None = None
-        self._pyramids: dict[int, list[PyramidLevel]] = {}
+        self._pyramids: dict[tuple, list[PyramidLevel]] = {}
         self._grid_geometry = None
         self.template_placement: dict | None = None
         """Template mode: the fitted placement (scale, translation, turn) once known."""
@@ -252,9 +252,13 @@ class Trainer:
     def _pyramid_level(self, stage: StageConfig) -> PyramidLevel:
         """The RGB pyramid level of the current step (coarse to fine over
         ``stage.pyramid_fraction`` of the stage; the images themselves after that)."""
-        key = stage.pyramid_base
+        key = (stage.pyramid_base, stage.pyramid_min_footprint)
         if key not in self._pyramids:
-            self._pyramids[key] = rgb_pyramid(self.views, stage.pyramid_base)
+            field = self.cfg.field
+            cell = 2.0 * field.bound / max(field.grid_resolutions)
+            self._pyramids[key] = rgb_pyramid(
+                self.views, stage.pyramid_base, stage.pyramid_min_footprint * cell
+            )
         levels = self._pyramids[key]
         if len(levels) == 1 or stage.pyramid_fraction <= 0:
             return levels[-1]

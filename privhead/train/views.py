@@ -180,17 +180,29 @@ class PyramidLevel:
     K: torch.Tensor
 
 
-def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
-    """Coarse-to-fine image pyramid of the RGB views, finest (the images themselves) last.
+def pixel_footprint(K: torch.Tensor, c2w: torch.Tensor) -> float:
+    """Median over views of the side of one pixel at the normalised frame's centre (units):
+    the camera's distance to the origin over its focal length."""
+    distance = c2w[:, :3, 3].norm(dim=-1)
+    focal = (K[:, 0, 0] * K[:, 1, 1]).abs().sqrt().clamp_min(1e-12)
+    return float((distance / focal).median())
+
+
+def rgb_pyramid(views: TrainingViews, base: int, min_footprint: float = 0.0) -> list[PyramidLevel]:
+    """Coarse-to-fine image pyramid of the RGB views, finest last.
 
     Levels halve the images while their longer side stays at least ``base`` pixels, so views at
     ``base`` px or less have one level (the images) and a 256 px view with ``base = 64`` has
     64, 128 and 256 px levels. The coarse levels are exact box averages (what a lower-resolution
     camera would have recorded), so the renderer's box-averaged sub-pixel rays match them.
+    Levels whose :func:`pixel_footprint` is below ``min_footprint`` are left out (the coarsest
+    level always stays), so the finest level is the images only when their pixels are coarse
+    enough.
 
     Args:
         views: training views with ``num_rgb > 0``.
         base: smallest longer side of a level in pixels (0: the images only).
+        min_footprint: smallest pixel footprint of a level, in normalised units (0: no limit).
     """
     from privhead.privacy.operators import downsample_area
 
@@ -199,6 +211,10 @@ def rgb_pyramid(views: TrainingViews, base: int) -> list[PyramidLevel]:
     while base > 0 and max(sizes[-1]) // 2 >= base:
         h, w = sizes[-1]
         sizes.append((max(h // 2, 1), max(w // 2, 1)))
+    if min_footprint > 0:
+        footprint = pixel_footprint(views.rgb_K, views.rgb_c2w)
+        while len(sizes) > 1 and footprint * width / sizes[0][1] < min_footprint:
+            sizes.pop(0)
     levels = []
     for h, w in reversed(sizes):
         if (h, w) == (height, width):

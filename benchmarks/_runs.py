@@ -271,8 +271,6 @@ def dataset_fingerprint(path: str | Path) -> str:
 
 def key_material(spec: RunSpec, git: dict | None = None) -> dict:
     """Everything the record key is the hash of (see the module docstring)."""
-    from dataclasses import asdict
-
     from privhead.config import config_to_dict
     from privhead.device import resolve_device
 
@@ -280,7 +278,7 @@ def key_material(spec: RunSpec, git: dict | None = None) -> dict:
     material = {
         "record_version": RECORD_VERSION,
         "config": config_to_dict(spec.resolved_config()),
-        "operator": asdict(spec.resolved_operator()),
+        "operator": _operator_material(spec.resolved_operator()),
         "dataset": spec.dataset,
         "dataset_sha256": dataset_fingerprint(spec.dataset),
         "seed": spec.resolved_config().seed,
@@ -293,6 +291,17 @@ def key_material(spec: RunSpec, git: dict | None = None) -> dict:
     if spec.all_protected:  # (absent otherwise: the keys of earlier records stay valid)
         material["all_protected"] = True
     return json.loads(json.dumps(material))  # as stored in a record (tuples become lists)
+
+
+def _operator_material(operator) -> dict:
+    """The operator's fields for a run key; fields added later are left out at their old
+    behaviour (``linear_light`` False), so the keys of earlier records stay valid."""
+    from dataclasses import asdict
+
+    fields = asdict(operator)
+    if not fields.get("linear_light", False):
+        fields.pop("linear_light", None)
+    return fields
 
 
 def run_key(material: dict) -> str:

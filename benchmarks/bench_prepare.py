@@ -94,9 +94,11 @@ def run_shoot(mode: str, seed: int, args, say) -> dict:
     chosen = [index[name] for name in dataset.names]
     errors = camera_errors(dataset.cameras.c2w, truth.cameras.c2w[chosen])
     true_sensitive = {truth.names[i] for i in truth.views["sensitive_indices"]}
-    missed = sorted(true_sensitive - set(prepared.sensitive))
+    # A view left out of the dataset is in no output, so it is not a missed face view.
+    missed = sorted(true_sensitive - set(prepared.sensitive) - set(prepared.left_out))
     row.update(
-        registered=len(dataset.names),
+        registered=len(dataset.names) + len(prepared.left_out),
+        left_out=prepared.left_out,
         sfm_attempt=prepared.sfm_attempt,
         reprojection_px=prepared.mean_reprojection_px,
         median_rotation_deg=errors["median_rotation_deg"],

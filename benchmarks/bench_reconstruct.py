@@ -119,6 +119,14 @@ def main(argv=None) -> int:
         metavar="KEY=VALUE",
         help="config overrides section.field=value (privhead.config.apply_overrides)",
     )
+    parser.add_argument(
+        "--operator",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="OperatorConfig fields of the bundle (e.g. linear_light=true resolution=48)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="run seed (default the preset's)")
     parser.add_argument(
         "--seeds",
@@ -136,6 +144,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     seeds = [args.seed] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
+    operator = {}
+    for item in args.operator:
+        key, _, value = item.partition("=")
+        operator[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
     records = []
     for head, mode, seed in itertools.product(args.heads, args.modes.split(","), seeds):
         spec = _runs.RunSpec(
@@ -143,6 +155,7 @@ def main(argv=None) -> int:
             mode,
             args.preset,
             tuple(args.overrides),
+            operator=operator,
             seed=seed,
             detector=args.detector,
             device=args.device,

@@ -119,6 +119,13 @@ def protect(
     blur: float | None = typer.Option(
         None, "--blur", help="Override the level's Gaussian blur sigma, in working pixels."
     ),
+    linear_light: bool | None = typer.Option(
+        None,
+        "--linear-light/--srgb-average",
+        help="Downsample photos in linear light, as a lower-resolution camera records (finer "
+        "photos then reconstruct as well as their 64 px versions; not yet privacy-audited), or "
+        "average the sRGB values (the levels' measured default).",
+    ),
     suppress_features: float | None = typer.Option(
         None,
         "--suppress-features",
@@ -181,6 +188,7 @@ def protect(
             "name": operator,
             "resolution": resolution,
             "blur_sigma": blur,
+            "linear_light": linear_light,
             "suppress_features": suppress_features,
         }
         # --suppress-features given explicitly: no fallback (fails if the detector is missing)

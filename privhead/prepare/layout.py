@@ -16,6 +16,8 @@ import numpy as np
 from privhead.errors import PrivheadError
 
 MIN_VIEWS = 8
+MIN_MASK_FRACTION = 0.005
+"""A view whose head mask covers less of the image than this has no usable mask."""
 """Fewest photos / frames prepare accepts (a head needs views all around it)."""
 DEFAULT_SUBJECT_HEIGHT_MM = 250.0
 """Default height of what the masks keep (top of the head to the lowest visible neck point):
@@ -37,7 +39,9 @@ class PrepareConfig:
     frames: int = 40
     """Video only: frames kept (the sharpest of each of this many equal windows)."""
     sfm_side: int = 1024
-    """Longer side, in pixels, of the images structure from motion sees."""
+    """Longer side, in pixels, of the images structure from motion sees: larger photos are
+    reduced to it, smaller ones enlarged (SIFT finds too few features on a small head: an
+    18-view 256 px shoot registered 2 views at its own size)."""
     image_side: int = 512
     """Longer side, in pixels, of the dataset's images."""
     head_fraction: float = 0.3
@@ -67,6 +71,7 @@ class PrepareResult:
     out: Path
     n_inputs: int
     registered: list[str]
+    """The dataset's views (registered, and not left out)."""
     failed: list[str]
     sfm_attempt: str
     sfm_attempts: list[dict]
@@ -78,6 +83,9 @@ class PrepareResult:
     mm_per_unit: float
     mask_fraction: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Views that registered but were left out of the dataset, and why (a false registration,
+    no head mask): their photos are in no output."""
     notes: list[str] = field(default_factory=list)
     workdir: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -94,10 +102,11 @@ class PrepareResult:
             why[reason] = why.get(reason, 0) + 1
         reasons = ", ".join(f"{n} by {r}" for r, n in sorted(why.items()))
         lines = [
-            f"registered {len(self.registered)} of {self.n_inputs} views "
+            f"registered {len(self.registered) + len(self.left_out)} of {self.n_inputs} views "
             f"(SfM attempt '{self.sfm_attempt}', mean reprojection error "
             f"{self.mean_reprojection_px:.2f} px)"
             + (f"; not registered: {', '.join(self.failed)}" if self.failed else ""),
+            *[f"left out {name}: {reason}" for name, reason in self.left_out.items()],
             f"masks: {'static background' if self.static_camera else 'sparse 3D points'} + "
             f"GrabCut, the head covers {100 * self.mask_fraction:.0f} % of the pixels on average",
             f"{len(self.sensitive)} sensitive views ({reasons or 'none'}), {len(self.neutral)} "
@@ -137,12 +146,13 @@ def _work_images(captures, work: Path, side: int) -> tuple[Path, int, int]:
     folder = work / "images"
     folder.mkdir(parents=True)
     height, width = captures.images.shape[1:3]
-    factor = min(1.0, side / max(height, width))
+    factor = side / max(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    resample = Image.Resampling.LANCZOS if factor < 1 else Image.Resampling.BICUBIC
     for name, image in zip(captures.names, captures.images, strict=True):
         pil = Image.fromarray(image)
         if pil.size != size:
-            pil = pil.resize(size, Image.Resampling.LANCZOS)
+            pil = pil.resize(size, resample)
         pil.save(folder / f"{name}.png")
     return folder, size[0], size[1]
 
@@ -157,6 +167,56 @@ def _write_colmap_masks(masks: np.ndarray, names: list[str], work: Path, size) -
         grey = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
         grey.save(folder / f"{name}.png.png")
     return folder
+
+
+DISTANCE_OUTLIER = 3.0
+"""A registered camera farther from the head centre than this many times the median camera
+distance (or nearer than its inverse) is a false registration (seen on small shoots: cameras
+registered 31 and 71 units away where the others were 3.5-5.3)."""
+
+
+def consistent_registrations(cameras) -> tuple[np.ndarray, dict[int, str]]:
+    """Which registered cameras agree with the others on where the head is.
+
+    The head centre is the point nearest the optical axes of the cameras kept so far; a camera
+    is dropped when its distance to it is off the median by more than :data:`DISTANCE_OUTLIER`
+    or when the centre is behind it or outside its image (it does not look at the head).
+    Repeated until nothing changes, since a false registration also pulls the centre.
+
+    Returns:
+        (bool [N] kept, index -> why for the dropped ones)
+    """
+    from privhead.data.cameras import optical_axes_center
+
+    n = len(cameras)
+    keep = np.ones(n, dtype=bool)
+    why: dict[int, str] = {}
+    for _ in range(n):
+        if keep.sum() < 3:
+            break
+        center = optical_axes_center(cameras.subset(np.nonzero(keep)[0]))
+        distance = np.linalg.norm(cameras.centers - center, axis=1)
+        typical = float(np.median(distance[keep]))
+        uv, depth = cameras.project(center[None])
+        uv, depth = uv[:, 0], depth[:, 0]
+        inside = (
+            (depth > 0)
+            & (uv[:, 0] >= 0)
+            & (uv[:, 0] <= cameras.width - 1)
+            & (uv[:, 1] >= 0)
+            & (uv[:, 1] <= cameras.height - 1)
+        )
+        ratio = distance / max(typical, 1e-12)
+        bad = keep & ((ratio > DISTANCE_OUTLIER) | (ratio < 1.0 / DISTANCE_OUTLIER) | ~inside)
+        if not bad.any():
+            break
+        for i in np.nonzero(bad)[0]:
+            if not inside[i]:
+                why[int(i)] = "registered looking away from the head"
+            else:
+                why[int(i)] = f"registered {ratio[i]:.1f}x the median distance from the head"
+        keep &= ~bad
+    return keep, why
 
 
 def face_direction(cameras, center: np.ndarray, face_views: dict[int, float]) -> np.ndarray | None:
@@ -268,7 +328,12 @@ def prepare_dataset(
     Raises:
         PrivheadError: one sentence (too few photos, unreadable input, no overlap, ...).
     """
-    from privhead.data.cameras import Cameras, estimate_normalization, optical_axes_center
+    from privhead.data.cameras import (
+        Cameras,
+        estimate_normalization,
+        optical_axes_center,
+        scaled_intrinsics,
+    )
     from privhead.data.colmap import model_cameras, read_model, undistort_image
     from privhead.data.formats import HeadDataset, write_idr, write_transforms
     from privhead.prepare.inputs import read_captures
@@ -335,9 +400,29 @@ def prepare_dataset(
         index_of = {f"{name}.png": k for k, name in enumerate(captures.names)}
         order = sorted(registered_files, key=lambda n: index_of[n])
         names, K, c2w, dist, (width, height) = model_cameras(model, order)
-        keep = [index_of[n] for n in names]
-        failed = [captures.names[k] for k in range(len(captures.names)) if k not in keep]
+        photo_h, photo_w = captures.images.shape[1:3]
+        if width > photo_w:  # SfM saw enlarged copies: back to the photos' own size
+            K = scaled_intrinsics(K, photo_w / width, photo_h / height)
+            width, height = photo_w, photo_h
         cameras = Cameras(K, c2w, width, height)
+        consistent, dropped = consistent_registrations(cameras)
+        dropped_views: dict[str, str] = {}
+        if dropped:
+            for j, why in sorted(dropped.items()):
+                dropped_views[Path(names[j]).stem] = why
+                _say(log, f"  view {Path(names[j]).stem} left out: {why}")
+            chosen = np.nonzero(consistent)[0]
+            names = [names[j] for j in chosen]
+            K, c2w, dist = K[chosen], c2w[chosen], dist[chosen]
+            cameras = cameras.subset(chosen)
+        if len(names) < MIN_VIEWS:
+            raise PrivheadError(
+                f"Only {len(names)} views registered consistently (prepare needs {MIN_VIEWS}): "
+                "the photos do not overlap enough."
+            )
+        keep = [index_of[n] for n in names]
+        registered_index = {index_of[n] for n in registered_files}
+        failed = [name for k, name in enumerate(captures.names) if k not in registered_index]
         images = []
         for k, Kk, dk in zip(keep, K, dist, strict=True):
             image = _resize_rgb(captures.images[k], width, height)
@@ -376,9 +461,27 @@ def prepare_dataset(
                 cfg.room_fraction * reach,
                 visible,
             )
-        empty = [names[j] for j in range(len(names)) if not masks[j].any()]
-        if len(empty) == len(names):
+        coverage = masks.reshape(len(masks), -1).mean(axis=1)
+        if not (coverage >= MIN_MASK_FRACTION).any():
             raise PrivheadError("No view has a head mask: the head could not be separated.")
+        if (coverage < MIN_MASK_FRACTION).any():
+            # An empty mask would teach stage 1 that the head is not there (and blank a
+            # protected map): such a view is left out rather than kept wrong.
+            for j in np.nonzero(coverage < MIN_MASK_FRACTION)[0]:
+                why = f"no head mask found ({100 * coverage[j]:.2f} % of the pixels)"
+                dropped_views[Path(names[j]).stem] = why
+                _say(log, f"  view {Path(names[j]).stem} left out: {why}")
+            chosen = np.nonzero(coverage >= MIN_MASK_FRACTION)[0]
+            names = [names[j] for j in chosen]
+            images, masks, K, dist = images[chosen], masks[chosen], K[chosen], dist[chosen]
+            cameras = cameras.subset(chosen)
+            keep = [keep[j] for j in chosen]
+            if len(names) < MIN_VIEWS:
+                raise PrivheadError(
+                    f"Only {len(names)} views have a head mask (prepare needs {MIN_VIEWS}): the "
+                    "head could not be separated from the background."
+                )
+            center = optical_axes_center(cameras)
         lap("masks")
         scale_mat = estimate_normalization(cameras, masks, center=center)
 
@@ -448,7 +551,8 @@ def prepare_dataset(
             mm_per_unit=mm_per_unit,
             mask_fraction=float(out_masks.mean()),
             skipped=captures.skipped,
-            notes=notes + [f"note: view {n} has an empty mask." for n in empty],
+            left_out=dropped_views,
+            notes=notes,
             seconds=times,
         )
         info = result.to_dict()

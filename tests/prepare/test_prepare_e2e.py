@@ -26,5 +26,7 @@ def test_walkaround_shoot_to_dataset(tmp_path):
     assert errors["median_rotation_deg"] < 1.0
     assert mask_iou(dataset.masks, truth.masks[chosen]) > 0.8
     true_faces = {truth.names[i] for i in truth.views["sensitive_indices"]}
-    assert true_faces <= set(result.sensitive)  # every face view is protected
+    # every face view is protected, or left out of the dataset altogether
+    assert true_faces <= set(result.sensitive) | set(result.left_out)
+    assert not set(result.left_out) & set(dataset.names)
     assert np.all(dataset.images[~dataset.masks] == 0)  # the room does not leave

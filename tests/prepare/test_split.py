@@ -67,3 +67,18 @@ def test_the_vote_is_not_pulled_towards_where_cameras_are_dense():
     # Every view fires: nothing to contrast with, the mean of the firing views.
     everything = face_direction(cameras, np.zeros(3), dict.fromkeys(range(len(centers)), 1.0))
     np.testing.assert_allclose(everything, unit.mean(0) / np.linalg.norm(unit.mean(0)))
+
+
+def test_false_registrations_are_left_out():
+    from privhead.data.cameras import Cameras, look_at_c2w
+    from privhead.prepare.layout import consistent_registrations
+
+    cameras, _, _ = ring_cameras(12, 32, 32)
+    c2w = cameras.c2w.copy()
+    c2w[3] = look_at_c2w(c2w[3, :3, 3] * 12.0)  # registered far away, still facing the head
+    c2w[7] = look_at_c2w(c2w[7, :3, 3], target=c2w[7, :3, 3] * 2.0)  # facing away from it
+    keep, why = consistent_registrations(Cameras(cameras.K, c2w, 32, 32))
+    assert sorted(why) == [3, 7] and keep.sum() == 10
+    assert "median distance" in why[3] and "away" in why[7]
+    keep, why = consistent_registrations(cameras)  # a clean ring keeps every view
+    assert keep.all() and not why

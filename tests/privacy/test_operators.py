@@ -178,3 +178,38 @@ def test_downsample_area_is_the_box_mean_and_keeps_the_mean(device):
     # first output row covers input rows [0, 8/3): rows 0, 1 fully and 2/3 of row 2
     expected = (image[0, 0, 0] + image[0, 0, 1] + image[0, 0, 2] * 2 / 3) / (8 / 3)
     torch.testing.assert_close(downsample_area(image, (3, 6))[0, 0, 0], expected)
+
+
+def test_linear_light_downsampling_averages_the_light(device):
+    # a pixel half white, half black records half the light: sRGB 0.7354, not 0.5
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64, device=device)
+    image = image.expand(1, 3, 2, 2)
+    plain = downsample_area(image, (1, 1))
+    light = downsample_area(image, (1, 1), linear_light=True)
+    torch.testing.assert_close(plain, torch.full_like(plain, 0.5))
+    torch.testing.assert_close(light, torch.full_like(light, 1.055 * 0.5 ** (1 / 2.4) - 0.055))
+    # uniform regions are unchanged, whatever the grey (both branches of the sRGB curve)
+    grey = torch.tensor([0.02, 0.3, 0.9], dtype=torch.float64, device=device)
+    flat = grey.view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    torch.testing.assert_close(downsample_area(flat, (2, 2), linear_light=True)[0, :, 0, 0], grey)
+    # the operator downsamples that way when asked
+    gen = torch.Generator().manual_seed(3)
+    photo = torch.rand(1, 3, 32, 32, generator=gen, dtype=torch.float64).to(device)
+    cfg = OperatorConfig.paper(resolution=8, linear_light=True)
+    working = downsample_area(photo, (8, 8), linear_light=True)
+    expected = gradient_modulus(working, cfg, "replicate")
+    torch.testing.assert_close(apply_operator(photo, cfg), expected)
+    assert not torch.allclose(apply_operator(photo, OperatorConfig.paper(resolution=8)), expected)
+
+
+def test_linear_light_is_off_for_earlier_bundles_and_the_paper_operator():
+    from privhead.privacy.levels import LEVELS
+
+    old = OperatorConfig.paper().to_dict()
+    del old["linear_light"]
+    assert OperatorConfig.from_dict(old).linear_light is False
+    assert not any(level.linear_light for level in LEVELS.values())
+    with pytest.raises(PrivheadError, match="linear_light"):
+        OperatorConfig.paper(linear_light=1)
+    on = OperatorConfig.paper(linear_light=True)
+    assert OperatorConfig.from_dict(on.to_dict()) == on

@@ -34,12 +34,22 @@ def test_levels_halve_down_to_the_base_and_small_views_are_untouched():
     assert len(rgb_pyramid(_views(48), base=64)) == 1
 
 
-def test_coarse_pixels_are_box_averages_of_the_fine_ones():
+def _decode(v):  # sRGB (IEC 61966-2-1) -> linear
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _encode(v):
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * np.power(v, 1 / 2.4) - 0.055)
+
+
+def test_coarse_pixels_are_box_averages_of_the_fine_ones_in_linear_light():
     views = _views(32)
     coarse = rgb_pyramid(views, base=16)[0]
-    fine = views.rgb_images
-    expected = fine.reshape(2, 16, 2, 16, 2, 3).mean(dim=(2, 4))
-    assert torch.allclose(coarse.images, expected, atol=1e-6)
+    fine = views.rgb_images.double().numpy()
+    expected = _encode(_decode(fine).reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4)))
+    assert np.allclose(coarse.images.numpy(), expected, atol=2e-6)
+    # a pixel half white, half black is what a camera records: 0.5 of the light, not of sRGB
+    assert not np.allclose(expected, fine.reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4)), atol=0.01)
     mask = views.rgb_masks.reshape(2, 16, 2, 16, 2).mean(dim=(2, 4))
     assert torch.allclose(coarse.masks, mask, atol=1e-6)
     assert set(np.unique(coarse.masks.numpy()).round(2)) - {0.0, 0.25, 0.5, 0.75, 1.0} == set()
@@ -73,3 +83,13 @@ def test_trainer_walks_the_pyramid_from_coarse_to_fine(tmp_path):
         sizes.append(trainer._pyramid_level(stage).images.shape[1])
     assert sizes == sorted(sizes) and sizes[0] == 8 and sizes[-1] == 32
     assert sizes.count(32) > sizes.count(8)  # the last quarter is at full size
+
+
+def test_levels_finer_than_the_footprint_limit_are_left_out():
+    views = _views(64)  # camera 2.5 from the origin, focal 1.2 * 64: 0.0326 units per pixel
+    footprint = 2.5 / (1.2 * 64)
+    sizes = lambda levels: [lv.images.shape[1] for lv in levels]  # noqa: E731
+    assert sizes(rgb_pyramid(views, base=16, min_footprint=0.9 * footprint)) == [16, 32, 64]
+    assert sizes(rgb_pyramid(views, base=16, min_footprint=1.5 * footprint)) == [16, 32]
+    assert sizes(rgb_pyramid(views, base=16, min_footprint=3.0 * footprint)) == [16]
+    assert sizes(rgb_pyramid(views, base=16, min_footprint=100.0)) == [16]  # the coarsest stays

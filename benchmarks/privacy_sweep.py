@@ -48,6 +48,9 @@ from privhead.reconstruct import reconstruct  # noqa: E402
 CANDIDATES: dict[str, dict] = {
     "paper (sobel 64)": PAPER_OPERATOR.to_dict(),
     "paper + features suppressed": {"suppress_features": 0.35},
+    # Downsampling in linear light changes the maps of photos larger than 64 px only (real
+    # faces; the shared heads' fidelity runs are 64 px and unchanged).
+    "paper + linear light": {"linear_light": True},
     "32 px": {"resolution": 32},
     "clip 0.05": {"clip": 0.05},
     "32 px, luminance, clip 0.1": {"resolution": 32, "luminance": True, "clip": 0.1},

@@ -94,8 +94,9 @@ def run_shoot(mode: str, seed: int, args, say) -> dict:
     chosen = [index[name] for name in dataset.names]
     errors = camera_errors(dataset.cameras.c2w, truth.cameras.c2w[chosen])
     true_sensitive = {truth.names[i] for i in truth.views["sensitive_indices"]}
-    # A view left out of the dataset is in no output, so it is not a missed face view.
-    missed = sorted(true_sensitive - set(prepared.sensitive) - set(prepared.left_out))
+    # Only the dataset's views can leave (unregistered and left-out ones are in no output):
+    # a missed face view is one of them that is not sensitive.
+    missed = sorted((true_sensitive & set(dataset.names)) - set(prepared.sensitive))
     row.update(
         registered=len(dataset.names) + len(prepared.left_out),
         left_out=prepared.left_out,

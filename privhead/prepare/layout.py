@@ -475,7 +475,6 @@ def prepare_dataset(
             names = [names[j] for j in chosen]
             images, masks, K, dist = images[chosen], masks[chosen], K[chosen], dist[chosen]
             cameras = cameras.subset(chosen)
-            keep = [keep[j] for j in chosen]
             if len(names) < MIN_VIEWS:
                 raise PrivheadError(
                     f"Only {len(names)} views have a head mask (prepare needs {MIN_VIEWS}): the "

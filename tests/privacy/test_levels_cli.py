@@ -127,3 +127,18 @@ def test_a_level_that_suppresses_falls_back_loudly_without_the_detector(monkeypa
     monkeypatch.setattr(levels, "landmarks_available", lambda: True)
     assert levels.usable_level_operator("standard") == (suppressing, None)
     assert levels.usable_level_operator("paper") == (levels.LEVELS["paper"], None)
+
+
+def test_linear_light_option_is_recorded_and_used(heads, tmp_path):
+    out = tmp_path / "linear"
+    args = ["protect", str(heads[0]), str(out), "--detector", "none", "--resolution", "32"]
+    result = runner.invoke(app, [*args, "--linear-light"])
+    assert result.exit_code == 0, result.output
+    bundle = read_bundle(out)
+    assert bundle.operator.linear_light and bundle.operator.resolution == 32
+    dataset = load_dataset(heads[0])
+    index = bundle.protected_indices[0]
+    expected = protect_image(dataset.images[index], bundle.operator)
+    assert abs(bundle.protected_maps[0] - expected).max() <= expected.max() / 65535 + 1e-7
+    srgb = protect_image(dataset.images[index], OperatorConfig.paper(resolution=32))
+    assert abs(srgb - expected).max() > 1e-3  # the 64 px head, averaged to 32 px: edges differ

@@ -11,17 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from privhead.data.synthetic.shape import HeadParams, _anatomy, _ellipsoid, _lips_sdf, _vec
-
-
-def srgb_to_linear(srgb: torch.Tensor) -> torch.Tensor:
-    """sRGB in [0, 1] -> linear RGB."""
-    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
-    """Linear RGB -> sRGB in [0, 1] (clipped)."""
-    x = linear.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+from privhead.privacy.operators import linear_to_srgb, srgb_to_linear  # noqa: F401 (re-exported)
 
 
 def _smoothstep(edge0: float, edge1: float, x: torch.Tensor) -> torch.Tensor:

@@ -207,6 +207,7 @@ class Trainer:
         rows: torch.Tensor,
         cols: torch.Tensor,
         supersample: int,
+        extra_points: torch.Tensor | None = None,
     ) -> tuple[dict, dict]:
         """Render pixels as the box average of ``supersample``^2 sub-pixel rays each.
 
@@ -217,9 +218,15 @@ class Trainer:
             K, c2w: [N, 3, 3] / [N, 4, 4] cameras of the views.
             view_idx, rows, cols: [P] pixel coordinates (integer = pixel centre).
             supersample: sub-pixel rays per pixel along each axis.
+            extra_points: [E, 3] points whose SDF gradient is wanted too (the eikonal loss's
+                uniform points), evaluated in the same pass over the grids as the samples:
+                each grid then receives one dense gradient per step instead of two, and on a
+                CPU allocating, zeroing and summing the dense gradients of the 128^3 level
+                costs more than the gathers of a few thousand points.
 
         Returns:
-            (dict with ``rgb`` [P, 3] and ``opacity`` [P], :meth:`_samples` of the render).
+            (dict with ``rgb`` [P, 3] and ``opacity`` [P], :meth:`_samples` of the render,
+            with ``extra_gradient`` [E, 3] when ``extra_points`` were given).
         """
         s = supersample
         offsets = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) / s - 0.5
@@ -228,10 +235,23 @@ class Trainer:
         sub_cols = (cols.float()[:, None] + dc.reshape(1, -1)).reshape(-1)
         vi = view_idx[:, None].expand(-1, s * s).reshape(-1)
         origins, directions = pixel_rays(K[vi], c2w[vi], sub_rows, sub_cols)
+        query, extra = self.field.query_deferred, {}
+        if extra_points is not None:
+
+            def query(points, view_dirs):
+                n = points.shape[0]
+                # The extra points are never shaded (shade() indexes the samples only).
+                dirs = torch.cat([view_dirs, torch.zeros_like(extra_points)])
+                sdf, gradient, shade = self.field.query_deferred(
+                    torch.cat([points, extra_points]), dirs
+                )
+                extra["gradient"] = gradient[n:]
+                return sdf[:n], gradient[:n], shade
+
         out = render_rays(
             origins,
             directions,
-            self.field.query_deferred,
+            query,
             self.field.geometry.coarse_sdf_fn(self.cfg.render.coarse_grid),
             self.field.beta(),
             self.cfg.render,
@@ -241,7 +261,10 @@ class Trainer:
             "rgb": out["rgb"].reshape(-1, s * s, 3).mean(dim=1),
             "opacity": out["opacity"].reshape(-1, s * s).mean(dim=1),
         }
-        return pixels, self._samples(out)
+        samples = self._samples(out)
+        if extra_points is not None:
+            samples["extra_gradient"] = extra["gradient"]
+        return pixels, samples
 
     @staticmethod
     def _samples(out: dict) -> dict:
@@ -266,7 +289,7 @@ class Trainer:
         index = int(frac / stage.pyramid_fraction * len(levels))
         return levels[min(index, len(levels) - 1)]
 
-    def _rgb_terms(self, stage: StageConfig) -> tuple[dict, dict]:
+    def _rgb_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
         level = self._pyramid_level(stage)
         n_views, height, width = level.images.shape[:3]
         n_pixels = max(stage.rays_per_step // stage.supersample**2, 1)
@@ -275,7 +298,7 @@ class Trainer:
         rows = (flat % (height * width)) // width
         cols = flat % width
         out, samples = self._render_pixels(
-            level.K, self.views.rgb_c2w, view_idx, rows, cols, stage.supersample
+            level.K, self.views.rgb_c2w, view_idx, rows, cols, stage.supersample, extra_points
         )
         terms = {}
         if stage.rgb_weight > 0:
@@ -284,7 +307,7 @@ class Trainer:
             terms["mask"] = mask_loss(out["opacity"], level.masks.reshape(-1)[flat])
         return terms, samples
 
-    def _patch_terms(self, stage: StageConfig) -> tuple[dict, dict]:
+    def _patch_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
         views = self.views
         maps = views.protected_maps
         height, width = maps.shape[-2:]
@@ -306,6 +329,7 @@ class Trainer:
             rows.to(self.device),
             cols.to(self.device),
             stage.supersample,
+            extra_points,
         )
         patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
         targets = torch.stack(
@@ -345,19 +369,26 @@ class Trainer:
     def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         samples = []
-        uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
-        if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
-            rgb_terms, rendered = self._rgb_terms(stage)
-            terms.update(rgb_terms)
-            samples.append(rendered)
-        if stage.gradient_weight > 0:
-            patch_terms, rendered = self._patch_terms(stage)
-            terms.update(patch_terms)
-            samples.append(rendered)
-        # Eikonal points: the rendered samples plus uniform points in the unit ball.
+        # Eikonal points: the rendered samples plus uniform points in the unit ball, whose
+        # gradients the first render computes in its own pass over the grids.
         uniform = torch.rand(4096, 3, device=self.device) * 2 - 1
         uniform = uniform[uniform.norm(dim=-1) < 1.0]
-        _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
+        extra = uniform
+        uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
+        if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
+            rgb_terms, rendered = self._rgb_terms(stage, extra)
+            terms.update(rgb_terms)
+            samples.append(rendered)
+            extra = None
+        if stage.gradient_weight > 0:
+            patch_terms, rendered = self._patch_terms(stage, extra)
+            terms.update(patch_terms)
+            samples.append(rendered)
+            extra = None
+        if extra is None:
+            grad_uniform = next(s["extra_gradient"] for s in samples if "extra_gradient" in s)
+        else:  # nothing rendered this step
+            _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
         gradients = [s["gradient"] for s in samples] + [grad_uniform]
         terms["eik"] = eikonal_loss(torch.cat(gradients))
         if stage.normal_smooth_weight > 0 and samples:

@@ -155,3 +155,31 @@ def test_normal_smoothness_prior_is_small_on_a_sphere_and_its_gradient_removes_g
         optimizer.step()
     assert values[0] > 10 * on_sphere
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
+
+
+def test_extra_points_ride_the_render_pass_without_changing_it(tmp_path):
+    """The eikonal loss's uniform points are evaluated in the render's pass over the grids:
+    the render is the same as without them, and their gradients are the field's."""
+    cfg = _tiny_config()
+    stage = cfg.stage1
+    trainer = Trainer(cfg, _tiny_views(), tmp_path, torch.device("cpu"), progress=False)
+    with torch.no_grad():
+        for grid in trainer.field.geometry.grids:
+            grid.normal_(0.0, 0.01)  # a field whose gradients vary from point to point
+    trainer.field.geometry.active_levels.fill_(len(trainer.field.geometry.grids))
+    extra = torch.rand(300, 3) * 2 - 1
+    torch.manual_seed(3)
+    plain_terms, plain = trainer._rgb_terms(stage)
+    torch.manual_seed(3)
+    terms, samples = trainer._rgb_terms(stage, extra)
+    assert set(terms) == set(plain_terms) and "extra_gradient" not in plain
+    for key in terms:
+        torch.testing.assert_close(terms[key], plain_terms[key])
+    torch.testing.assert_close(samples["gradient"], plain["gradient"])
+    _, expected, _ = trainer.field.geometry(extra, with_gradient=True)
+    assert samples["extra_gradient"].shape == (300, 3)
+    torch.testing.assert_close(samples["extra_gradient"], expected)
+    assert samples["extra_gradient"].std(dim=0).min() > 1e-3  # not a constant
+    # The gradient of a loss on them reaches the grids through the shared pass.
+    samples["extra_gradient"].norm(dim=-1).sum().backward()
+    assert trainer.field.geometry.grids[-1].grad.abs().sum() > 0

@@ -17,6 +17,7 @@ to privhead's camera convention (:mod:`privhead.data.cameras`):
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,30 @@ class ColmapModel:
         if not self.points:
             return np.zeros((0, 3))
         return np.stack([p.xyz for p in self.points.values()])
+
+    def without_images(self, names) -> ColmapModel:
+        """This model less the images named in ``names``: their observations leave the points'
+        tracks, points seen by fewer than two remaining images are removed, and the remaining
+        images' 2D points lose their link to removed points (``point3d_ids`` -1)."""
+        names = set(names)
+        gone = {i for i, im in self.images.items() if im.name in names}
+        points = {}
+        for pid, p in self.points.items():
+            keep = ~np.isin(p.image_ids, list(gone))
+            if len(set(p.image_ids[keep].tolist())) >= 2:
+                points[pid] = dataclasses.replace(
+                    p, image_ids=p.image_ids[keep], point2d_idxs=p.point2d_idxs[keep]
+                )
+        images = {}
+        for i, im in self.images.items():
+            if i in gone:
+                continue
+            ids = im.point3d_ids.copy()
+            ids[(ids >= 0) & ~np.isin(ids, list(points))] = -1
+            images[i] = dataclasses.replace(im, point3d_ids=ids)
+        used = {im.camera_id for im in images.values()}
+        cameras = {c: cam for c, cam in self.cameras.items() if c in used}
+        return ColmapModel(cameras, images, points)
 
     def mean_reprojection_error(self) -> float:
         """Mean of the points' reprojection errors (pixels), NaN without points."""

@@ -334,7 +334,7 @@ def prepare_dataset(
         optical_axes_center,
         scaled_intrinsics,
     )
-    from privhead.data.colmap import model_cameras, read_model, undistort_image
+    from privhead.data.colmap import model_cameras, read_model, undistort_image, write_model
     from privhead.data.formats import HeadDataset, write_idr, write_transforms
     from privhead.prepare.inputs import read_captures
     from privhead.prepare.masks import (
@@ -533,7 +533,10 @@ def prepare_dataset(
         write_idr(dataset, staging)
         write_transforms(dataset, staging)
         model_copy = staging / "sparse" / "0"
-        shutil.copytree(sfm.model_dir, model_copy)
+        if dropped_views:  # the saved model holds the dataset's cameras only
+            write_model(model.without_images({f"{name}.png" for name in dropped_views}), model_copy)
+        else:
+            shutil.copytree(sfm.model_dir, model_copy)
         lap("write")
         result = PrepareResult(
             out=out,

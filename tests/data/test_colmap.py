@@ -163,3 +163,26 @@ def test_read_colmap_dataset_undistorts(tmp_path):
     (tmp_path / "images" / "view_03.png").unlink()
     with pytest.raises(PrivheadError, match="view_03.png"):
         read_colmap_dataset(tmp_path)
+
+
+def test_a_model_without_some_images(tmp_path):
+    model, _ = _model(n_views=4, n_points=3)
+    model.points[2].image_ids = np.array([1, 2, 4], dtype=np.int64)  # seen by views 0, 1, 3
+    model.points[2].point2d_idxs = np.array([2, 1, 3], dtype=np.int64)
+    model.points[3].image_ids = np.array([2, 3], dtype=np.int64)  # seen by views 1 and 2
+    model.points[3].point2d_idxs = np.array([3, 3], dtype=np.int64)
+    less = model.without_images({"view_02.png"})
+    assert sorted(im.name for im in less.images.values()) == [
+        "view_00.png",
+        "view_01.png",
+        "view_03.png",
+    ]
+    # Point 1 keeps views 0, 1 (two left); point 2 keeps all three; point 3 had one view left.
+    assert sorted(less.points) == [1, 2]
+    assert less.points[1].image_ids.tolist() == [1, 2]
+    assert less.points[1].point2d_idxs.tolist() == [1, 0]
+    assert less.points[2].image_ids.tolist() == [1, 2, 4]
+    assert less.images[2].point3d_ids.tolist() == [-1, 1, 2, -1]  # its link to point 3 is cut
+    assert 3 in model.points and len(model.images) == 4  # the original is untouched
+    back = read_model(write_model(less, tmp_path / "m"))
+    assert sorted(back.points) == [1, 2] and len(back.images) == 3

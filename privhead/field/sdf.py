@@ -11,7 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from privhead.config import FieldConfig
-from privhead.field.grid import grid_laplacian_energy, trilinear_with_gradient
+from privhead.field.grid import (
+    add_laplacian_energy_gradient,
+    grid_laplacian_energy,
+    trilinear_with_gradient,
+)
 
 
 class GridSDF(nn.Module):
@@ -110,8 +114,23 @@ class GridSDF(nn.Module):
 
         return sdf_fn
 
+    SMOOTHNESS_CROP = 40
+    """Laplacians per axis of the random window each level's smoothness is estimated on."""
+
     def smoothness(self) -> torch.Tensor:
         """Discrete-Laplacian energy (world units) of the active grids, summed over levels."""
         active = list(self.grids)[: int(self.active_levels)]
-        terms = [grid_laplacian_energy(g, self.bound, crop=40) for g in active]
+        terms = [grid_laplacian_energy(g, self.bound, crop=self.SMOOTHNESS_CROP) for g in active]
+        return torch.stack(terms).sum()
+
+    def add_smoothness_gradient(self, weight: float) -> torch.Tensor:
+        """``weight`` times the gradient of :meth:`smoothness`, added in closed form to the
+        grids' ``.grad`` (after the backward pass of the other losses, before the optimiser
+        step); the same random windows and the same result as back-propagating
+        ``weight * smoothness()``, without a dense gradient per level. Returns the energy."""
+        active = list(self.grids)[: int(self.active_levels)]
+        terms = [
+            add_laplacian_energy_gradient(g, self.bound, weight, crop=self.SMOOTHNESS_CROP)
+            for g in active
+        ]
         return torch.stack(terms).sum()

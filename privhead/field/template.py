@@ -230,7 +230,7 @@ class TemplatePlacement(torch.nn.Module):
     rotation ``w`` (axis-angle), a per-axis scale; ``t`` a translation; ``s`` the geometric mean
     of the scales (the distances of a scaled template, exact for a uniform scale). It has the
     interface the renderer and the trainer use of :class:`privhead.field.sdf.GridSDF`
-    (``forward`` with the analytic gradient, ``sdf``, ``coarse_sdf_fn``, ``smoothness``), so the
+    (``forward`` with the analytic gradient, ``sdf``, ``coarse_sdf_fn``; no grid smoothness), so the
     first steps of a template run fit where the head is, how large and how turned, through the
     stage's own losses; :meth:`bake` then writes the placed template into the grids.
 
@@ -279,9 +279,6 @@ class TemplatePlacement(torch.nn.Module):
 
     def coarse_sdf_fn(self, resolution: int):
         return self.sdf
-
-    def smoothness(self) -> torch.Tensor:
-        return self.log_scale.sum() * 0.0
 
     @torch.no_grad()
     def bake(self, geometry) -> int:

@@ -396,8 +396,8 @@ class Trainer:
         if stage.lipschitz_weight > 0:
             bounds = torch.stack([layer.bound() for layer in self.field.color.layers])
             terms["lip"] = lipschitz_loss(bounds)
-        if stage.smooth_weight > 0:
-            terms["smooth"] = self.field.geometry.smoothness()
+        # The grids' smoothness prior is added to their gradients after the backward pass
+        # (GridSDF.add_smoothness_gradient), not through autograd.
         return terms
 
     @staticmethod
@@ -496,6 +496,10 @@ class Trainer:
                 total = sum(step_weights[k] * v for k, v in terms.items())
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                if stage.smooth_weight > 0 and self._grid_geometry is None:
+                    terms["smooth"] = self.field.geometry.add_smoothness_gradient(
+                        step_weights["smooth"]
+                    )
                 self.optimizer.step()
                 self.step += 1
                 bar.update(1)

@@ -1,10 +1,15 @@
 """The field: grid interpolation and its analytic gradient, the sphere start, Lipschitz layers."""
 
+import pytest
 import torch
 
 from privhead.config import FieldConfig
 from privhead.field.color import ColorNetwork, LipschitzLinear, fourier_encode
-from privhead.field.grid import grid_laplacian_energy, trilinear_with_gradient
+from privhead.field.grid import (
+    add_laplacian_energy_gradient,
+    grid_laplacian_energy,
+    trilinear_with_gradient,
+)
 from privhead.field.sdf import GridSDF
 from privhead.train.losses import eikonal_loss
 
@@ -115,3 +120,40 @@ def test_dense_sdf_equals_the_field_at_its_nodes_and_follows_the_active_levels()
         geometry.dense_sdf(res).reshape(-1), geometry.sdf(nodes), atol=1e-5, rtol=0
     )
     assert geometry.coarse_sdf_fn(0) == geometry.sdf
+
+
+@pytest.mark.parametrize("crop", [None, 6])
+def test_closed_form_smoothness_gradient_equals_autograd(crop):
+    torch.manual_seed(0)
+    grid = torch.nn.Parameter(torch.randn(12, 12, 12))
+    weight = 0.3
+    torch.manual_seed(5)
+    energy = grid_laplacian_energy(grid, 1.0, crop=crop)
+    (weight * energy).backward()
+    expected = grid.grad.clone()
+    grid.grad = torch.full_like(grid, 0.25)  # an earlier loss's gradient: added to, not replaced
+    torch.manual_seed(5)  # the same random window
+    closed = add_laplacian_energy_gradient(grid, 1.0, weight, crop=crop)
+    torch.testing.assert_close(closed, energy.detach())
+    torch.testing.assert_close(grid.grad - 0.25, expected, rtol=1e-5, atol=1e-6)
+    # The window's nodes but its 12 edges and 8 corners (no Laplacian reads them).
+    n = 12 if crop is None else crop + 2
+    assert (expected != 0).sum().item() == n**3 - 12 * (n - 2) - 8
+
+
+def test_grid_sdf_smoothness_gradient_over_its_levels():
+    field = GridSDF(FieldConfig(grid_resolutions=(8, 48)))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for g in field.grids:
+            g.normal_()
+    torch.manual_seed(2)
+    reference = field.smoothness()
+    (0.01 * reference).backward()
+    expected = [g.grad.clone() for g in field.grids]
+    field.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    closed = field.add_smoothness_gradient(0.01)
+    torch.testing.assert_close(closed, reference.detach())
+    for g, e in zip(field.grids, expected):
+        torch.testing.assert_close(g.grad, e, rtol=1e-4, atol=1e-5 * e.abs().max().item())

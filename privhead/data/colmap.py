@@ -139,20 +139,21 @@ class ColmapModel:
         tracks, points seen by fewer than two remaining images are removed, and the remaining
         images' 2D points lose their link to removed points (``point3d_ids`` -1)."""
         names = set(names)
-        gone = {i for i, im in self.images.items() if im.name in names}
+        gone = np.array([i for i, im in self.images.items() if im.name in names], dtype=np.int64)
         points = {}
         for pid, p in self.points.items():
-            keep = ~np.isin(p.image_ids, list(gone))
+            keep = ~np.isin(p.image_ids, gone)
             if len(set(p.image_ids[keep].tolist())) >= 2:
                 points[pid] = dataclasses.replace(
                     p, image_ids=p.image_ids[keep], point2d_idxs=p.point2d_idxs[keep]
                 )
+        kept = np.array(list(points), dtype=np.int64)
         images = {}
         for i, im in self.images.items():
             if i in gone:
                 continue
             ids = im.point3d_ids.copy()
-            ids[(ids >= 0) & ~np.isin(ids, list(points))] = -1
+            ids[(ids >= 0) & ~np.isin(ids, kept)] = -1
             images[i] = dataclasses.replace(im, point3d_ids=ids)
         used = {im.camera_id for im in images.values()}
         cameras = {c: cam for c, cam in self.cameras.items() if c in used}

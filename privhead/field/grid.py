@@ -129,8 +129,7 @@ def add_laplacian_energy_gradient(
     energy = (lap * lap).mean() * scale
     coef = lap * (2.0 * weight * scale / lap.numel())
     back = torch.zeros_like(g)
-    inner = back[1:-1, 1:-1, 1:-1]
-    inner.add_(coef, alpha=-6.0)
+    back[1:-1, 1:-1, 1:-1] -= 6.0 * coef
     back[2:, 1:-1, 1:-1] += coef
     back[:-2, 1:-1, 1:-1] += coef
     back[1:-1, 2:, 1:-1] += coef

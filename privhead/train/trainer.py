@@ -373,21 +373,18 @@ class Trainer:
         # gradients the first render computes in its own pass over the grids.
         uniform = torch.rand(4096, 3, device=self.device) * 2 - 1
         uniform = uniform[uniform.norm(dim=-1) < 1.0]
-        extra = uniform
         uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
         if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
-            rgb_terms, rendered = self._rgb_terms(stage, extra)
+            rgb_terms, rendered = self._rgb_terms(stage, uniform)
             terms.update(rgb_terms)
             samples.append(rendered)
-            extra = None
         if stage.gradient_weight > 0:
-            patch_terms, rendered = self._patch_terms(stage, extra)
+            patch_terms, rendered = self._patch_terms(stage, None if samples else uniform)
             terms.update(patch_terms)
             samples.append(rendered)
-            extra = None
-        if extra is None:
-            grad_uniform = next(s["extra_gradient"] for s in samples if "extra_gradient" in s)
-        else:  # nothing rendered this step
+        if samples:  # the first render carried the uniform points
+            grad_uniform = samples[0]["extra_gradient"]
+        else:
             _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
         gradients = [s["gradient"] for s in samples] + [grad_uniform]
         terms["eik"] = eikonal_loss(torch.cat(gradients))

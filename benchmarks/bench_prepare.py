@@ -67,15 +67,24 @@ def _reconstruct(dataset: Path, out: Path, preset: str, say) -> tuple[Path, floa
 def run_shoot(mode: str, seed: int, args, say) -> dict:
     import trimesh
 
-    base = args.out / f"{mode}_s{seed}"
+    skin = f"_skin{args.skin_detail:g}" if args.skin_detail else ""
+    base = args.out / f"{mode}_s{seed}{skin}"
     shoot = base / "shoot"
-    cfg = ShootConfig(mode=mode, n_views=args.views, resolution=args.resolution)
+    cfg = ShootConfig(
+        mode=mode, n_views=args.views, resolution=args.resolution, skin_detail=args.skin_detail
+    )
     if not (shoot / "shoot.json").is_file():
         say(f"{mode} s{seed}: rendering the photo shoot ({args.views} x {args.resolution} px)")
         write_photo_shoot(shoot, seed=seed, cfg=cfg, overwrite=True)
     truth_dir = shoot / "truth"
     truth = load_dataset(truth_dir)
-    row: dict = {"mode": mode, "seed": seed, "views": args.views, "resolution": args.resolution}
+    row: dict = {
+        "mode": mode,
+        "seed": seed,
+        "views": args.views,
+        "resolution": args.resolution,
+        "skin_detail": args.skin_detail,
+    }
     start = time.perf_counter()
     try:
         prepared = prepare_dataset(
@@ -143,6 +152,8 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         name = f"{r['mode']} s{r['seed']}"
+        if r.get("skin_detail"):
+            name += f", skin detail {r['skin_detail']:g}"
         if "prepare_error" in r:
             lines.append(f"| {name} | failed: {r['prepare_error']} |" + " |" * 8)
             continue
@@ -181,6 +192,13 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default="walkaround,turntable")
     parser.add_argument("--views", type=int, default=30)
     parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument(
+        "--skin-detail",
+        type=float,
+        default=0.0,
+        help="Fine albedo texture of the head (ShootConfig.skin_detail, e.g. 0.35; 0 = the "
+        "smooth albedo, on which a turntable has almost no features for SfM)",
+    )
     parser.add_argument("--docs", type=Path, default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()

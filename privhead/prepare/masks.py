@@ -7,8 +7,9 @@ foreground and background refined by graph cuts):
     near the head centre are the head, the others are the room. Their projections seed GrabCut
     (sure foreground / sure background), the projected head sphere bounds it.
   * static-camera captures (turntable, the head turns in front of a fixed background): before
-    structure from motion, pixels whose colour barely changes across the views are background;
-    the masks then keep SfM off the background (only masked features register).
+    structure from motion, the colour most views agree on at each pixel is the background plate,
+    and what differs from it in a view is the head; the masks then keep SfM off the background
+    (only masked features register).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ STATIC_STD = 6.0
 """Temporal standard deviation (0-255 grey levels) under which a pixel counts as static."""
 STATIC_BORDER_FRACTION = 0.6
 """A capture is static-camera when at least this fraction of the image border is static."""
+PLATE_TOLERANCE = 8.0
+"""Per-channel difference (0-255) within which two views of a static camera show the same colour."""
+PLATE_MIN_VIEWS = 3
+"""A pixel is background in some view only if at least this many views agree on its colour."""
 
 
 def _cv2():
@@ -156,30 +161,79 @@ def _sphere_disk(cameras, index: int, center: np.ndarray, radius: float) -> np.n
     return ((distance < radius) & (along > 0)).reshape(height, width)
 
 
+def background_plate(
+    images: np.ndarray, tolerance: float = PLATE_TOLERANCE, rows_per_chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """The background of a static-camera capture, pixel by pixel: the colour most views agree on.
+
+    A background pixel has one colour in every view that sees it (up to noise); the head turning
+    in front of it shows other colours each time. The median of the views, used before, is the
+    head's colour wherever the head covers the pixel in most views (just outside a narrow
+    frontal silhouette, when the head is wider in profile), so a frontal view's background there
+    looked like head. Here each view's colour is a candidate and the one most views match
+    (every channel within ``tolerance`` grey levels) wins; the plate is the mean of the views
+    that match it.
+
+    Args:
+        images: [V, H, W, 3] uint8 views.
+        tolerance: largest per-channel difference of two views that show the same thing.
+        rows_per_chunk: image rows compared at once (bounds the memory to
+            V^2 x rows x W booleans).
+
+    Returns:
+        (plate [H, W, 3] float32, agreement [H, W] int: how many views show the plate colour).
+    """
+    x = images.astype(np.int16)
+    height = x.shape[1]
+    plate = np.zeros(x.shape[1:], dtype=np.float32)
+    agreement = np.zeros(x.shape[1:3], dtype=np.int64)
+    for top in range(0, height, rows_per_chunk):
+        block = x[:, top : top + rows_per_chunk]
+        best = np.zeros(block.shape[1:3], dtype=np.int64)
+        best_colour = np.zeros(block.shape[1:], dtype=np.float32)
+        for candidate in block:
+            match = np.abs(block - candidate[None]).max(axis=3) <= tolerance  # [V, h, W]
+            count = match.sum(axis=0)
+            better = count > best
+            colour = (block * match[..., None]).sum(axis=0) / np.maximum(count, 1)[..., None]
+            best[better] = count[better]
+            best_colour[better] = colour[better]
+        plate[top : top + rows_per_chunk] = best_colour
+        agreement[top : top + rows_per_chunk] = best
+    return plate, agreement
+
+
 def masks_from_static_background(images: np.ndarray) -> np.ndarray:
     """Head masks of a static-camera capture: what changes across views is the head.
 
-    Pixels with a temporal standard deviation under :data:`STATIC_STD` and their per-pixel
-    median colour are the background plate; pixels far from the plate seed the foreground.
+    1. The background plate (:func:`background_plate`); a pixel whose plate colour fewer than
+       :data:`PLATE_MIN_VIEWS` views show is covered by the turning head in every view.
+    2. Which of the plate is head: a region the head covers in every view with one colour (the
+       top of uniform hair, on the turning axis) looks static like the room. GrabCut on the
+       plate image separates it by colour and edges, seeded with the image frame (room) and the
+       never-agreeing pixels (head).
+    3. Per view, GrabCut seeded by the difference to the plate (far: head; near and not head in
+       the plate: room) and the plate's head; the largest component, holes filled.
     """
     cv2 = _cv2()
-    plate = np.median(images.astype(np.float32), axis=0)
-    static = temporal_std(images) < STATIC_STD
-    # Only static pixels connected to the image border are background: the top of a head of
-    # uniform hair can be static too, but a ring of changing silhouette pixels encloses it.
-    count, labels_static = cv2.connectedComponents(static.astype(np.uint8), connectivity=4)
-    edge = np.concatenate(
-        [labels_static[0], labels_static[-1], labels_static[:, 0], labels_static[:, -1]]
-    )
-    border_ids = [k for k in np.unique(edge) if k > 0]
-    static = np.isin(labels_static, border_ids) & static
+    n, height, width = images.shape[:3]
+    plate, agreement = background_plate(images)
+    seen = agreement >= min(PLATE_MIN_VIEWS, n)
+    border = max(2, min(height, width) // 20)
+    frame = np.zeros((height, width), dtype=bool)
+    frame[:border], frame[-border:], frame[:, :border], frame[:, -border:] = True, True, True, True
+    labels = np.full((height, width), cv2.GC_PR_BGD, dtype=np.uint8)
+    labels[temporal_std(images) > 3 * STATIC_STD] = cv2.GC_PR_FGD
+    labels[frame & seen] = cv2.GC_BGD
+    labels[~seen] = cv2.GC_FGD
+    head_in_plate = grabcut(np.clip(np.round(plate), 0, 255).astype(np.uint8), labels)
     masks = np.zeros(images.shape[:3], dtype=bool)
     for i, image in enumerate(images):
         difference = np.abs(image.astype(np.float32) - plate).max(axis=2)
-        labels = np.full(image.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
-        labels[static & (difference < 12)] = cv2.GC_BGD
-        labels[difference > 40] = cv2.GC_FGD
-        labels[(difference > 20) & (labels != cv2.GC_FGD)] = cv2.GC_PR_FGD
+        labels = np.full((height, width), cv2.GC_PR_BGD, dtype=np.uint8)
+        labels[(difference < 12) & ~head_in_plate] = cv2.GC_BGD
+        labels[(difference > 20) | head_in_plate] = cv2.GC_PR_FGD
+        labels[(difference > 40) | (head_in_plate & ~seen)] = cv2.GC_FGD
         masks[i] = largest_component(grabcut(image, labels))
     if not masks.any():
         raise PrivheadError(

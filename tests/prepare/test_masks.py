@@ -5,6 +5,7 @@ import pytest
 
 from privhead.data.cameras import Cameras, look_at_c2w
 from privhead.prepare.masks import (
+    background_plate,
     is_static_camera,
     mask_iou,
     masks_from_points,
@@ -91,3 +92,43 @@ def test_static_background_masks():
     assert mask_iou(masks, np.repeat(truth[None], 8, 0)) > 0.9
     moving = np.stack([_checker(np.random.default_rng(k), (SIZE, SIZE), 8) for k in range(8)])
     assert not is_static_camera(moving)
+
+
+def test_static_background_masks_with_a_turning_head_of_uniform_hair():
+    # A head wider in profile than from the front (the room just outside the 3 frontal
+    # silhouettes is covered by the head in the 9 other views) with a cap of uniform hair on the
+    # turning axis: the same colour in every view, like the room. Both fooled the per-pixel
+    # median (IoU 0.76 on this scene, the hair cap lost). The skin is textured: a view of it
+    # never repeats.
+    rng = np.random.default_rng(4)
+    background = _checker(rng, (SIZE, SIZE), 8)
+    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
+    images, truth = [], []
+    for k in range(12):
+        half_width = 18 if k < 3 else 27
+        head = ((cols - 48) / half_width) ** 2 + ((rows - 50) / 34) ** 2 < 1
+        hair = head & (rows < 32)
+        frame = background.copy()
+        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 3))
+        frame[head] = np.clip(skin, 0, 255)[head]
+        frame[hair] = (60, 40, 30)
+        images.append(frame)
+        truth.append(head)
+    images, truth = np.stack(images).astype(np.uint8), np.stack(truth)
+    assert is_static_camera(images)
+    masks = masks_from_static_background(images)
+    assert mask_iou(masks, truth) > 0.9
+    assert masks[:, 20:30, 40:56].mean() > 0.95  # the hair cap is head
+
+
+def test_background_plate_is_the_colour_most_views_agree_on():
+    # One pixel: the room's colour in 4 of 10 views, the head's (never twice the same) in 6.
+    room = np.array([10, 200, 30])
+    head = [np.array([120 + 15 * k, 90, 80]) for k in range(6)]
+    values = [room + d for d in (0, 2, -3, 1)] + head
+    images = np.array(values, dtype=np.uint8).reshape(10, 1, 1, 3)
+    plate, agreement = background_plate(images)
+    assert agreement[0, 0] == 4
+    np.testing.assert_allclose(plate[0, 0], room, atol=3)
+    # the median would have been a head colour
+    assert np.abs(np.median(images[:, 0, 0].astype(float), axis=0) - room).max() > 40

@@ -360,6 +360,12 @@ def synth(
     turntable: bool = typer.Option(
         False, "--turntable", help="With --photos: fixed camera, turning head, static room."
     ),
+    skin_detail: float = typer.Option(
+        0.0,
+        "--skin-detail",
+        help="With --photos: strength of a fine skin and hair texture (e.g. 0.35; 0 = the smooth "
+        "albedo, on which a turntable gives SfM almost no features).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier synth in OUT."),
 ) -> None:
     """Write the built-in synthetic head as a dataset (IDR + transforms.json + ground truth)."""
@@ -372,13 +378,18 @@ def synth(
     start = time.perf_counter()
     if turntable and not photos:
         _fail("--turntable needs --photos.")
+    if skin_detail and not photos:
+        _fail("--skin-detail needs --photos.")
     if photos:
         from privhead.data.synthetic.photos import ShootConfig, write_photo_shoot
 
         size = resolution or 512
         try:
             cfg = ShootConfig(
-                mode="turntable" if turntable else "walkaround", n_views=views, resolution=size
+                mode="turntable" if turntable else "walkaround",
+                n_views=views,
+                resolution=size,
+                skin_detail=skin_detail,
             )
             with progress_bar(total=views, desc="photographing", unit="photo", leave=False) as bar:
                 write_photo_shoot(out, seed=seed, cfg=cfg, overwrite=overwrite, progress=bar.update)

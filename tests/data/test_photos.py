@@ -69,3 +69,5 @@ def test_room_radiance_hits_the_walls():
 def test_bad_shoot_config():
     with pytest.raises(PrivheadError, match="Unknown shoot mode"):
         ShootConfig(mode="drone")
+    with pytest.raises(PrivheadError, match="skin_detail"):
+        ShootConfig(skin_detail=-0.1)

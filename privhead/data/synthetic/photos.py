@@ -78,6 +78,8 @@ class ShootConfig:
                 "A photo shoot needs >= 3 views, a resolution >= 32 and supersample >= 1 (got "
                 f"{self.n_views}, {self.resolution}, {self.supersample})."
             )
+        if not 0.0 <= self.skin_detail <= 1.0:
+            raise PrivheadError(f"skin_detail must be in [0, 1] (got {self.skin_detail}).")
 
 
 _HASH_WEIGHTS = ((12.9898, 78.233, 37.719), (39.346, 11.135, 83.155), (73.156, 52.235, 9.151))

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,22 +27,6 @@ from privhead.train.losses import (
     rgb_loss,
 )
 from privhead.train.views import PyramidLevel, TrainingViews, rgb_pyramid
-
-
-@dataclasses.dataclass
-class _PixelSet:
-    """Pixels to render in a step and what to make of their renders."""
-
-    K: torch.Tensor
-    """[N, 3, 3] intrinsics of the set's views."""
-    c2w: torch.Tensor
-    """[N, 4, 4] camera-to-world of the set's views."""
-    view_idx: torch.Tensor
-    """[P] view of each pixel (an index into ``K`` / ``c2w``)."""
-    rows: torch.Tensor
-    cols: torch.Tensor
-    losses: Callable[[dict], dict]
-    """Rendered pixels (``rgb`` [P, 3], ``opacity`` [P]) -> loss terms."""
 
 
 def plan_stages(cfg: ReconstructionConfig) -> list[StageConfig]:
@@ -130,8 +113,6 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self._pyramids: dict[tuple, list[PyramidLevel]] = {}
         self._grid_geometry = None
-        self._normal_anchors: torch.Tensor | None = None
-        """The previous step's surface samples, where this step's normal-smoothness pairs sit."""
         self.template_placement: dict | None = None
         """Template mode: the fitted placement (scale, translation, turn) once known."""
         self._check_inputs()
@@ -227,7 +208,6 @@ class Trainer:
         cols: torch.Tensor,
         supersample: int,
         extra_points: torch.Tensor | None = None,
-        jitter: bool = True,
     ) -> tuple[dict, dict]:
         """Render pixels as the box average of ``supersample``^2 sub-pixel rays each.
 
@@ -243,7 +223,6 @@ class Trainer:
                 each grid then receives one dense gradient per step instead of two, and on a
                 CPU allocating, zeroing and summing the dense gradients of the 128^3 level
                 costs more than the gathers of a few thousand points.
-            jitter: random sample positions along the rays (training; off to compare renders).
 
         Returns:
             (dict with ``rgb`` [P, 3] and ``opacity`` [P], :meth:`_samples` of the render,
@@ -276,7 +255,7 @@ class Trainer:
             self.field.geometry.coarse_sdf_fn(self.cfg.render.coarse_grid),
             self.field.beta(),
             self.cfg.render,
-            jitter=jitter,
+            jitter=True,
         )
         pixels = {
             "rgb": out["rgb"].reshape(-1, s * s, 3).mean(dim=1),
@@ -310,8 +289,7 @@ class Trainer:
         index = int(frac / stage.pyramid_fraction * len(levels))
         return levels[min(index, len(levels) - 1)]
 
-    def _rgb_pixels(self, stage: StageConfig) -> _PixelSet:
-        """This step's random pixels of the RGB views (current pyramid level) and their losses."""
+    def _rgb_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
         level = self._pyramid_level(stage)
         n_views, height, width = level.images.shape[:3]
         n_pixels = max(stage.rays_per_step // stage.supersample**2, 1)
@@ -319,20 +297,17 @@ class Trainer:
         view_idx = flat // (height * width)
         rows = (flat % (height * width)) // width
         cols = flat % width
+        out, samples = self._render_pixels(
+            level.K, self.views.rgb_c2w, view_idx, rows, cols, stage.supersample, extra_points
+        )
+        terms = {}
+        if stage.rgb_weight > 0:
+            terms["rgb"] = rgb_loss(out["rgb"], level.images.reshape(-1, 3)[flat])
+        if stage.mask_weight > 0 and level.masks is not None:
+            terms["mask"] = mask_loss(out["opacity"], level.masks.reshape(-1)[flat])
+        return terms, samples
 
-        def losses(out: dict) -> dict:
-            terms = {}
-            if stage.rgb_weight > 0:
-                terms["rgb"] = rgb_loss(out["rgb"], level.images.reshape(-1, 3)[flat])
-            if stage.mask_weight > 0 and level.masks is not None:
-                terms["mask"] = mask_loss(out["opacity"], level.masks.reshape(-1)[flat])
-            return terms
-
-        return _PixelSet(level.K, self.views.rgb_c2w, view_idx, rows, cols, losses)
-
-    def _patch_pixels(self, stage: StageConfig) -> _PixelSet:
-        """This step's random patches of the protected maps (with the operator's margin) and
-        the gradient loss of their renders."""
+    def _patch_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
         views = self.views
         maps = views.protected_maps
         height, width = maps.shape[-2:]
@@ -347,65 +322,36 @@ class Trainer:
         rows = (tops[:, None, None] - m + offsets[None, :, None]).expand(b, n, n).reshape(-1)
         cols = (lefts[:, None, None] - m + offsets[None, None, :]).expand(b, n, n).reshape(-1)
         vi = view_idx[:, None, None].expand(b, n, n).reshape(-1)
-        corners = list(zip(view_idx.tolist(), tops.tolist(), lefts.tolist()))
-
-        def losses(out: dict) -> dict:
-            patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
-            targets = torch.stack([maps[v, t : t + size, l_ : l_ + size] for v, t, l_ in corners])
-            valid = None
-            if views.protected_valid is not None:
-                valid = torch.stack(
-                    [views.protected_valid[v, t : t + size, l_ : l_ + size] for v, t, l_ in corners]
-                )[:, None]
-            return {"grad": gradient_loss(patches, targets[:, None], self.operator_fn, valid)}
-
-        return _PixelSet(
+        out, samples = self._render_pixels(
             views.protected_K,
             views.protected_c2w,
             vi.to(self.device),
             rows.to(self.device),
             cols.to(self.device),
-            losses,
+            stage.supersample,
+            extra_points,
         )
-
-    def _render_sets(
-        self, sets: list[_PixelSet], supersample: int, extra_points=None, jitter: bool = True
-    ) -> tuple[dict, dict]:
-        """Render several pixel sets (RGB pixels, protected patches) in ONE pass over the grids
-        and return their losses and the samples: a pass is one dense gradient per grid level in
-        the backward pass, which on a CPU costs more than the gathers of a few thousand rays."""
-        if len(sets) == 1:
-            K, c2w, view_idx = sets[0].K, sets[0].c2w, sets[0].view_idx
-        else:
-            K = torch.cat([s.K for s in sets])
-            c2w = torch.cat([s.c2w for s in sets])
-            first = [0]
-            for s in sets[:-1]:
-                first.append(first[-1] + s.K.shape[0])
-            view_idx = torch.cat([s.view_idx + f for s, f in zip(sets, first)])
-        rows = torch.cat([s.rows for s in sets])
-        cols = torch.cat([s.cols for s in sets])
-        out, samples = self._render_pixels(
-            K, c2w, view_idx, rows, cols, supersample, extra_points, jitter
-        )
-        terms, start = {}, 0
-        for s in sets:
-            count = s.rows.shape[0]
-            terms.update(s.losses({k: v[start : start + count] for k, v in out.items()}))
-            start += count
-        return terms, samples
-
-    def _rgb_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
-        return self._render_sets([self._rgb_pixels(stage)], stage.supersample, extra_points)
-
-    def _patch_terms(self, stage: StageConfig, extra_points=None) -> tuple[dict, dict]:
-        return self._render_sets([self._patch_pixels(stage)], stage.supersample, extra_points)
+        patches = out["rgb"].reshape(b, n, n, 3).permute(0, 3, 1, 2)
+        targets = torch.stack(
+            [
+                maps[v, t : t + size, l_ : l_ + size]
+                for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
+            ]
+        )[:, None]
+        valid = None
+        if views.protected_valid is not None:
+            valid = torch.stack(
+                [
+                    views.protected_valid[v, t : t + size, l_ : l_ + size]
+                    for v, t, l_ in zip(view_idx.tolist(), tops.tolist(), lefts.tolist())
+                ]
+            )[:, None]
+        return {"grad": gradient_loss(patches, targets, self.operator_fn, valid)}, samples
 
     def _normal_smoothness(self, stage: StageConfig, samples: list[dict]) -> torch.Tensor:
         """The normal-smoothness prior at up to ``stage.normal_smooth_points`` rendered samples
         that carry a visible share of their pixel (i.e. lie on the surface), each paired with a
-        point ``stage.normal_smooth_radius`` away in a random direction, in a pass of its own
-        (a step's own samples; :meth:`_losses` pairs the previous step's in the render pass)."""
+        point ``stage.normal_smooth_radius`` away in a random direction."""
         gradient = torch.cat([s["gradient"] for s in samples])
         points = torch.cat([s["points"] for s in samples])
         share = torch.cat([sample_shares(s["weights"].detach()).reshape(-1) for s in samples])
@@ -420,65 +366,30 @@ class Trainer:
         _, gradient_b, _ = self.field.geometry(paired, with_gradient=True)
         return normal_smoothness_loss(gradient[surface], gradient_b)
 
-    def _surface_points(self, stage: StageConfig, samples: dict) -> torch.Tensor:
-        """Up to ``stage.normal_smooth_points`` rendered sample points that carry a visible share
-        of their pixel (i.e. lie on the surface), detached."""
-        share = sample_shares(samples["weights"].detach()).reshape(-1)
-        surface = (share >= 0.02).nonzero()[:, 0]
-        if surface.shape[0] > stage.normal_smooth_points:
-            pick = torch.randperm(surface.shape[0], device=self.device)
-            surface = surface[pick[: stage.normal_smooth_points]]
-        return samples["points"][surface].detach()
-
     def _losses(self, stage: StageConfig) -> dict[str, torch.Tensor]:
-        """Every loss term of one step, from one pass over the grids when anything is rendered.
-
-        That pass renders the RGB pixels and the protected patches together and carries the
-        gradients of the eikonal loss's uniform points and of the normal-smoothness pairs: the
-        pairs sit at the previous step's surface samples (the surface moves a fraction of a
-        grid cell per step) and at points ``normal_smooth_radius`` away in random directions.
-        The first step of a stage has no previous samples and pairs its own, in a pass of its
-        own (:meth:`_normal_smoothness`).
-        """
         terms: dict[str, torch.Tensor] = {}
+        samples = []
+        # Eikonal points: the rendered samples plus uniform points in the unit ball, whose
+        # gradients the first render computes in its own pass over the grids.
         uniform = torch.rand(4096, 3, device=self.device) * 2 - 1
         uniform = uniform[uniform.norm(dim=-1) < 1.0]
-        extra = [uniform]
-        normal = stage.normal_smooth_weight > 0
-        anchors = self._normal_anchors if normal else None
-        if anchors is not None:
-            offsets = torch.nn.functional.normalize(
-                torch.randn(anchors.shape[0], 3, device=self.device), dim=-1
-            )
-            extra += [anchors, anchors + stage.normal_smooth_radius * offsets]
-        extra_points = torch.cat(extra) if len(extra) > 1 else uniform
-        sets = []
         uses_masks = stage.mask_weight > 0 and self.views.rgb_masks is not None
         if stage.rgb_weight > 0 or (uses_masks and self.views.num_rgb):
-            sets.append(self._rgb_pixels(stage))
+            rgb_terms, rendered = self._rgb_terms(stage, uniform)
+            terms.update(rgb_terms)
+            samples.append(rendered)
         if stage.gradient_weight > 0:
-            sets.append(self._patch_pixels(stage))
-        samples = None
-        if sets:
-            rendered, samples = self._render_sets(sets, stage.supersample, extra_points)
-            terms.update(rendered)
-            extra_gradient = samples["extra_gradient"]
+            patch_terms, rendered = self._patch_terms(stage, None if samples else uniform)
+            terms.update(patch_terms)
+            samples.append(rendered)
+        if samples:  # the first render carried the uniform points
+            grad_uniform = samples[0]["extra_gradient"]
         else:
-            _, extra_gradient, _ = self.field.geometry(extra_points, with_gradient=True)
-        n_uniform = uniform.shape[0]
-        gradients = [extra_gradient[:n_uniform]]
-        if samples is not None:
-            gradients.insert(0, samples["gradient"])
+            _, grad_uniform, _ = self.field.geometry(uniform, with_gradient=True)
+        gradients = [s["gradient"] for s in samples] + [grad_uniform]
         terms["eik"] = eikonal_loss(torch.cat(gradients))
-        if normal and anchors is not None:
-            m = anchors.shape[0]
-            terms["normal"] = normal_smoothness_loss(
-                extra_gradient[n_uniform : n_uniform + m], extra_gradient[n_uniform + m :]
-            )
-        elif normal and samples is not None:
-            terms["normal"] = self._normal_smoothness(stage, [samples])
-        if normal and samples is not None:
-            self._normal_anchors = self._surface_points(stage, samples)
+        if stage.normal_smooth_weight > 0 and samples:
+            terms["normal"] = self._normal_smoothness(stage, samples)
         if stage.lipschitz_weight > 0:
             bounds = torch.stack([layer.bound() for layer in self.field.color.layers])
             terms["lip"] = lipschitz_loss(bounds)
@@ -510,7 +421,6 @@ class Trainer:
                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
                 "stage_seconds": self.stage_seconds,
                 "rng": torch.get_rng_state(),
-                "normal_anchors": self._normal_anchors,
                 "scale_mat": self.views.scale_mat.tolist(),
                 "operator": None if self.views.operator is None else self.views.operator.to_dict(),
             },
@@ -529,8 +439,6 @@ class Trainer:
         self.step = state["step"]
         self.stage_seconds = state["stage_seconds"]
         torch.set_rng_state(state["rng"])
-        anchors = state.get("normal_anchors")
-        self._normal_anchors = None if anchors is None else anchors.to(self.device)
         if state["optimizer"] is not None and self.stage_index < len(self.stages):
             self.optimizer = self._make_optimizer(self.stages[self.stage_index])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -566,8 +474,6 @@ class Trainer:
                 self._begin_template_fit()
             if self.optimizer is None or self.step == 0:
                 self.optimizer = self._make_optimizer(stage)
-            if self.step == 0:
-                self._normal_anchors = None  # a stage pairs only its own surface samples
             weights = self._weights(stage)
             start = time.perf_counter() - self.stage_seconds.get(stage.name, 0.0)
             bar = progress_bar(

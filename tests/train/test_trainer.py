@@ -17,7 +17,6 @@ from privhead.data.cameras import Cameras
 from privhead.errors import PrivheadError
 from privhead.privacy.operators import OperatorConfig, apply_operator
 from privhead.train.checkpoint import load_field
-from privhead.train.losses import normal_smoothness_loss
 from privhead.train.trainer import Trainer, plan_stages
 from privhead.train.views import make_training_views
 
@@ -184,60 +183,3 @@ def test_extra_points_ride_the_render_pass_without_changing_it(tmp_path):
     # The gradient of a loss on them reaches the grids through the shared pass.
     samples["extra_gradient"].norm(dim=-1).sum().backward()
     assert trainer.field.geometry.grids[-1].grad.abs().sum() > 0
-
-
-def test_rgb_pixels_and_patches_render_in_one_pass_as_they_would_in_two(tmp_path):
-    cfg = _tiny_config()
-    stage = dataclasses.replace(cfg.stage2, rgb_weight=1.0, mask_weight=0.1, gradient_weight=1.0)
-    trainer = Trainer(cfg, _tiny_views(), tmp_path, torch.device("cpu"), progress=False)
-    with torch.no_grad():
-        for grid in trainer.field.geometry.grids:
-            grid.normal_(0.0, 0.01)
-    trainer.field.geometry.active_levels.fill_(len(trainer.field.geometry.grids))
-    torch.manual_seed(5)
-    rgb, patches = trainer._rgb_pixels(stage), trainer._patch_pixels(stage)
-    assert rgb.K.shape[0] == 2 and patches.K.shape[0] == 2  # view indices must be offset
-    calls = []
-    query = trainer.field.query_deferred
-    trainer.field.query_deferred = lambda *a: calls.append(1) or query(*a)
-    together, samples = trainer._render_sets([rgb, patches], stage.supersample, jitter=False)
-    assert len(calls) == 1 and set(together) == {"rgb", "mask", "grad"}
-    alone = {}
-    for pixel_set in (rgb, patches):
-        alone.update(trainer._render_sets([pixel_set], stage.supersample, jitter=False)[0])
-    for key in together:
-        torch.testing.assert_close(together[key], alone[key])
-
-
-def test_normal_pairs_of_the_previous_step_ride_the_render_pass(tmp_path):
-    """From the second step of a stage on, the normal-smoothness pairs sit at the previous
-    step's surface samples and are evaluated in the step's one pass over the grids."""
-    cfg = _tiny_config()
-    stage = dataclasses.replace(
-        cfg.stage2, normal_smooth_weight=0.1, normal_smooth_points=64, rgb_weight=1.0
-    )
-    trainer = Trainer(cfg, _tiny_views(), tmp_path, torch.device("cpu"), progress=False)
-    trainer.field.geometry.active_levels.fill_(len(trainer.field.geometry.grids))
-    passes = []
-    geometry = trainer.field.geometry.forward
-    trainer.field.geometry.forward = lambda *a, **k: passes.append(1) or geometry(*a, **k)
-    first = trainer._losses(stage)  # no previous samples: its own pairs, in a second pass
-    assert len(passes) == 2 and "normal" in first
-    anchors = trainer._normal_anchors
-    assert anchors is not None and 0 < anchors.shape[0] <= 64
-    passes.clear()
-    state = torch.get_rng_state()
-    second = trainer._losses(stage)
-    assert len(passes) == 1
-    # The same prior as a separate pass at those pairs: redraw the step's random numbers
-    # (the uniform eikonal points, then the pairs' directions) and evaluate it directly.
-    torch.set_rng_state(state)
-    torch.rand(4096, 3)
-    offsets = torch.nn.functional.normalize(torch.randn(anchors.shape[0], 3), dim=-1)
-    with torch.no_grad():
-        _, at_anchors, _ = geometry(anchors, with_gradient=True)
-        paired = anchors + stage.normal_smooth_radius * offsets
-        _, at_pairs, _ = geometry(paired, with_gradient=True)
-    expected = normal_smoothness_loss(at_anchors, at_pairs)
-    torch.testing.assert_close(second["normal"].detach(), expected)
-    assert second["normal"].requires_grad

@@ -340,7 +340,7 @@ def prepare_dataset(
     from privhead.prepare.masks import (
         is_static_camera,
         masks_from_points,
-        masks_from_static_background,
+        static_background_masks,
     )
     from privhead.prepare.sfm import SfmConfig, run_sfm
 
@@ -375,8 +375,8 @@ def prepare_dataset(
         mask_dir = None
         if static:
             _say(log, "static camera (turntable): masking the static background before SfM")
-            static_masks = masks_from_static_background(captures.images)
-            mask_dir = _write_colmap_masks(static_masks, captures.names, work, (sfm_w, sfm_h))
+            static_masks, feature_masks = static_background_masks(captures.images)
+            mask_dir = _write_colmap_masks(feature_masks, captures.names, work, (sfm_w, sfm_h))
         lap("masks_before_sfm")
         focal = None
         known = [f for f in captures.focal_35mm if f]

@@ -204,7 +204,12 @@ def background_plate(
 
 
 def masks_from_static_background(images: np.ndarray) -> np.ndarray:
-    """Head masks of a static-camera capture: what changes across views is the head.
+    """Head masks of a static-camera capture (:func:`static_background_masks`)."""
+    return static_background_masks(images)[0]
+
+
+def static_background_masks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Head masks of a static-camera capture, and where SfM may take features in them.
 
     1. The background plate (:func:`background_plate`); a pixel whose plate colour fewer than
        :data:`PLATE_MIN_VIEWS` views show is covered by the turning head in every view.
@@ -214,6 +219,16 @@ def masks_from_static_background(images: np.ndarray) -> np.ndarray:
        never-agreeing pixels (head).
     3. Per view, GrabCut seeded by the difference to the plate (far: head; near and not head in
        the plate: room) and the plate's head; the largest component, holes filled.
+
+    SfM takes features only inside the mask where a view differs from the plate by more than
+    20 grey levels, or where the plate is no colour any view repeats (the head covers those
+    pixels in every view): there the head is certainly in front of the room. A patch of room that
+    the masks take in by mistake (next to hair of a similar colour) shows the same features at
+    the same pixels in every view and pulls SfM towards a camera that does not move; measured
+    on a 30-view turntable, the masks alone as SfM masks gave a median rotation error of 12 deg.
+
+    Returns:
+        (masks [V, H, W] bool, SfM feature masks [V, H, W] bool).
     """
     cv2 = _cv2()
     n, height, width = images.shape[:3]
@@ -228,8 +243,10 @@ def masks_from_static_background(images: np.ndarray) -> np.ndarray:
     labels[~seen] = cv2.GC_FGD
     head_in_plate = grabcut(np.clip(np.round(plate), 0, 255).astype(np.uint8), labels)
     masks = np.zeros(images.shape[:3], dtype=bool)
+    features = np.zeros(images.shape[:3], dtype=bool)
     for i, image in enumerate(images):
         difference = np.abs(image.astype(np.float32) - plate).max(axis=2)
+        features[i] = (difference > 20) | ~seen
         labels = np.full((height, width), cv2.GC_PR_BGD, dtype=np.uint8)
         labels[(difference < 12) & ~head_in_plate] = cv2.GC_BGD
         labels[(difference > 20) | head_in_plate] = cv2.GC_PR_FGD
@@ -239,7 +256,7 @@ def masks_from_static_background(images: np.ndarray) -> np.ndarray:
         raise PrivheadError(
             "The camera is static but nothing moves in front of it: no head to mask."
         )
-    return masks
+    return masks, masks & features
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

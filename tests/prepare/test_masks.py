@@ -10,6 +10,7 @@ from privhead.prepare.masks import (
     mask_iou,
     masks_from_points,
     masks_from_static_background,
+    static_background_masks,
 )
 
 pytest.importorskip("cv2")
@@ -116,9 +117,15 @@ def test_static_background_masks_with_a_turning_head_of_uniform_hair():
         truth.append(head)
     images, truth = np.stack(images).astype(np.uint8), np.stack(truth)
     assert is_static_camera(images)
-    masks = masks_from_static_background(images)
+    masks, features = static_background_masks(images)
     assert mask_iou(masks, truth) > 0.9
     assert masks[:, 20:30, 40:56].mean() > 0.95  # the hair cap is head
+    # SfM features: inside the masks, only where a view differs from the background plate
+    # (the hair cap shows the same colour in every view: no motion to see there)
+    assert not (features & ~masks).any()
+    assert not features[:, 20:30, 40:56].any()
+    skin = truth & (rows > 40)[None]
+    assert features[skin].mean() > 0.9
 
 
 def test_background_plate_is_the_colour_most_views_agree_on():

@@ -120,8 +120,8 @@ def test_static_background_masks_with_a_turning_head_of_uniform_hair():
     masks, features = static_background_masks(images)
     assert mask_iou(masks, truth) > 0.9
     assert masks[:, 20:30, 40:56].mean() > 0.95  # the hair cap is head
-    # SfM features: inside the masks, only where a view differs from the background plate
-    # (the hair cap shows the same colour in every view: no motion to see there)
+    # SfM features: inside the masks, not where a view shows the plate's colour that most views
+    # show (the hair cap has the same colour in every view, like room)
     assert not (features & ~masks).any()
     assert not features[:, 20:30, 40:56].any()
     skin = truth & (rows > 40)[None]

@@ -190,22 +190,19 @@ def background_plate(
     for top in range(0, height, rows_per_chunk):
         block = x[:, top : top + rows_per_chunk]
         best = np.zeros(block.shape[1:3], dtype=np.int64)
-        best_colour = np.zeros(block.shape[1:], dtype=np.float32)
-        for candidate in block:
-            match = np.abs(block - candidate[None]).max(axis=3) <= tolerance  # [V, h, W]
-            count = match.sum(axis=0)
+        winner = np.zeros(block.shape[1:3], dtype=np.int64)
+        for k, candidate in enumerate(block):
+            count = (np.abs(block - candidate[None]).max(axis=3) <= tolerance).sum(axis=0)
             better = count > best
-            colour = (block * match[..., None]).sum(axis=0) / np.maximum(count, 1)[..., None]
             best[better] = count[better]
-            best_colour[better] = colour[better]
-        plate[top : top + rows_per_chunk] = best_colour
+            winner[better] = k
+        # The mean of the views that match each pixel's winning candidate.
+        chosen = np.take_along_axis(block, winner[None, ..., None], axis=0)
+        match = np.abs(block - chosen).max(axis=3) <= tolerance  # [V, h, W]
+        colour = (block * match[..., None]).sum(axis=0) / np.maximum(best, 1)[..., None]
+        plate[top : top + rows_per_chunk] = colour
         agreement[top : top + rows_per_chunk] = best
     return plate, agreement
-
-
-def masks_from_static_background(images: np.ndarray) -> np.ndarray:
-    """Head masks of a static-camera capture (:func:`static_background_masks`)."""
-    return static_background_masks(images)[0]
 
 
 def static_background_masks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -243,13 +240,15 @@ def static_background_masks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     labels[frame & seen] = cv2.GC_BGD
     labels[~seen] = cv2.GC_FGD
     head_in_plate = grabcut(np.clip(np.round(plate), 0, 255).astype(np.uint8), labels)
+    room_colour = agreement >= n / 2  # the plate's colour is shown by at least half the views
     masks = np.zeros(images.shape[:3], dtype=bool)
     features = np.zeros(images.shape[:3], dtype=bool)
     for i, image in enumerate(images):
         difference = np.abs(image.astype(np.float32) - plate).max(axis=2)
-        features[i] = ~((difference < 12) & (agreement >= n / 2))
+        near = difference < 12
+        features[i] = ~(near & room_colour)
         labels = np.full((height, width), cv2.GC_PR_BGD, dtype=np.uint8)
-        labels[(difference < 12) & ~head_in_plate] = cv2.GC_BGD
+        labels[near & ~head_in_plate] = cv2.GC_BGD
         labels[(difference > 20) | head_in_plate] = cv2.GC_PR_FGD
         labels[(difference > 40) | (head_in_plate & ~seen)] = cv2.GC_FGD
         masks[i] = largest_component(grabcut(image, labels))

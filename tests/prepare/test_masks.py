@@ -9,7 +9,6 @@ from privhead.prepare.masks import (
     is_static_camera,
     mask_iou,
     masks_from_points,
-    masks_from_static_background,
     static_background_masks,
 )
 
@@ -89,7 +88,7 @@ def test_static_background_masks():
         images.append(frame)
     images = np.stack(images).astype(np.uint8)
     assert is_static_camera(images)
-    masks = masks_from_static_background(images)
+    masks, _ = static_background_masks(images)
     assert mask_iou(masks, np.repeat(truth[None], 8, 0)) > 0.9
     moving = np.stack([_checker(np.random.default_rng(k), (SIZE, SIZE), 8) for k in range(8)])
     assert not is_static_camera(moving)

@@ -95,14 +95,8 @@ def run_sfm(cfg: SfmConfig, log=print, timeout_s: float = 3600.0) -> SfmResult:
             text=True,
             env=env,
         )
-        result = None
         try:
-            for line in process.stdout:
-                message = json.loads(line)
-                if message.get("event") == "log":
-                    log(message["text"])
-                elif message.get("event") == "result":
-                    result = message
+            result = read_messages(process.stdout, log, sink)
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
@@ -127,13 +121,33 @@ def run_sfm(cfg: SfmConfig, log=print, timeout_s: float = 3600.0) -> SfmResult:
     )
 
 
+MESSAGE_PREFIX = "privhead-sfm "
+"""What starts the child's messages on its stdout (COLMAP may print there too)."""
+
+
+def read_messages(lines, log, sink) -> dict | None:
+    """The child's messages: ``log`` events go to ``log``, the ``result`` is returned (None if
+    it sent none); other lines (COLMAP's own output on stdout) go to ``sink``, the log file."""
+    result = None
+    for line in lines:
+        if not line.startswith(MESSAGE_PREFIX):
+            sink.write(line)
+            continue
+        message = json.loads(line[len(MESSAGE_PREFIX) :])
+        if message.get("event") == "log":
+            log(message["text"])
+        elif message.get("event") == "result":
+            result = message
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # The child process (imports pycolmap only)
 # ---------------------------------------------------------------------------------------------
 
 
 def _emit(event: str, **data) -> None:
-    print(json.dumps({"event": event, **data}), flush=True)
+    print(MESSAGE_PREFIX + json.dumps({"event": event, **data}), flush=True)
 
 
 def _attempt(pycolmap, cfg: dict, attempt: dict, database: Path, out: Path, fresh: bool):

@@ -99,3 +99,23 @@ def test_unrelated_photos_fail_cleanly(tmp_path):
     with pytest.raises(PrivheadError, match="registered at most"):
         prepare_dataset(source, out, PrepareConfig(sfm_side=96))
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_sfm_messages_ignore_other_output_of_the_child():
+    # COLMAP can print to the child's stdout between privhead's messages: such a line went to
+    # json.loads and prepare failed with a JSONDecodeError (seen about 1 run in 25).
+    import io
+
+    from privhead.prepare.sfm import MESSAGE_PREFIX, read_messages
+
+    lines = [
+        MESSAGE_PREFIX + '{"event": "log", "text": "attempt default"}\n',
+        "\n",
+        "I20261203 feature_extraction.cc:254] Processed file [1/8]\n",
+        MESSAGE_PREFIX + '{"event": "result", "registered": 7}\n',
+    ]
+    logged, sink = [], io.StringIO()
+    result = read_messages(lines, logged.append, sink)
+    assert result == {"event": "result", "registered": 7}
+    assert logged == ["attempt default"]
+    assert "Processed file" in sink.getvalue()

@@ -67,6 +67,20 @@ CANDIDATES: dict[str, dict] = {
         "suppress_features": 0.35,
     },
     "48 px, lum., clip 0.1": {"resolution": 48, "luminance": True, "clip": 0.1},
+    # The named levels as they are now (privhead.privacy.levels: linear light in every level).
+    "48 px, lum., clip 0.1, linear light": {
+        "resolution": 48,
+        "luminance": True,
+        "clip": 0.1,
+        "linear_light": True,
+    },
+    "48 px, lum., clip 0.1, features suppressed, linear light": {
+        "resolution": 48,
+        "luminance": True,
+        "clip": 0.1,
+        "suppress_features": 0.35,
+        "linear_light": True,
+    },
     "48 px, lum., clip 0.1, features suppressed": {
         "resolution": 48,
         "luminance": True,
@@ -213,13 +227,18 @@ def write_levels(rows: list[dict], info: dict) -> Path:
     """privhead/privacy/leakage.json: what each named level was measured to reveal."""
     from privacy_suite import real_face_samples
 
-    from privhead.privacy.levels import LEAKAGE_FILE, LEVELS
+    from privhead.privacy.levels import LEAKAGE_FILE, LEVELS, measured_leakage
 
     faces = real_face_samples()
+    earlier = measured_leakage()
     data = {}
     for level, operator in LEVELS.items():
         row = next((r for r in rows if r["operator"] == operator.to_dict()), None)
         if row is None:
+            # Kept from an earlier sweep only while it describes the level's operator.
+            record = earlier.get(level)
+            if record and OperatorConfig.from_dict(record.get("operator")) == operator:
+                data[level] = record
             continue
         other = row["other_photo"]
         data[level] = {

@@ -122,9 +122,9 @@ def protect(
     linear_light: bool | None = typer.Option(
         None,
         "--linear-light/--srgb-average",
-        help="Downsample photos in linear light, as a lower-resolution camera records (finer "
-        "photos then reconstruct as well as their 64 px versions; not yet privacy-audited), or "
-        "average the sRGB values (the levels' measured default).",
+        help="Downsample photos in linear light, as a lower-resolution camera records (every "
+        "level's default: finer photos then reconstruct as well as their 64 px versions), or "
+        "average the sRGB values (privhead's operator before; finer photos reconstruct worse).",
     ),
     suppress_features: float | None = typer.Option(
         None,

@@ -14,18 +14,24 @@ import json
 from pathlib import Path
 
 from privhead.errors import PrivheadError
-from privhead.privacy.operators import PAPER_OPERATOR, OperatorConfig
+from privhead.privacy.operators import OperatorConfig
 
 LEVELS: dict[str, OperatorConfig] = {
-    "paper": PAPER_OPERATOR,
-    "standard": OperatorConfig.paper(resolution=48, luminance=True, clip=0.1),
-    "strong": OperatorConfig.paper(resolution=48, luminance=True, clip=0.1, suppress_features=0.35),
+    "paper": OperatorConfig.paper(linear_light=True),
+    "standard": OperatorConfig.paper(resolution=48, luminance=True, clip=0.1, linear_light=True),
+    "strong": OperatorConfig.paper(
+        resolution=48, luminance=True, clip=0.1, suppress_features=0.35, linear_light=True
+    ),
 }
 """paper = the paper's Sobel modulus of the colour at 64 px, privhead's default (the only operator
 measured within the fidelity bound, 1.3x the full-RGB face error, on every shared head);
-standard = luminance gradients at 48 px, softly clipped (fewer re-identifications, face error
-up to 1.35x); strong = standard with the eyes, brows and mouth suppressed (fewer still, up to
-1.6x). The numbers: docs/privacy.md and ``leakage.json``."""
+standard = luminance gradients at 48 px, softly clipped (fewer re-identifications, coarser
+faces); strong = standard with the eyes, brows and mouth suppressed (fewer still, coarser
+still). Every level downsamples the photos in linear light (``OperatorConfig.linear_light``), as
+a lower-resolution camera records: averaging the stored sRGB values made photos above 64 px
+reconstruct worse than their own 64 px versions (docs/benchmarks.md); ``operators.PAPER_OPERATOR``
+keeps the sRGB averaging of bundles made before. The numbers: docs/privacy.md and
+``leakage.json``."""
 
 DEFAULT_LEVEL = "paper"
 
@@ -79,6 +85,15 @@ def measured_leakage(path: Path = LEAKAGE_FILE) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _recorded_operator(record: dict) -> OperatorConfig | None:
+    """The operator a leakage record was measured with (fields added since take their earlier
+    behaviour, as for bundles), or None when the record's operator is unreadable."""
+    try:
+        return OperatorConfig.from_dict(record.get("operator"))
+    except PrivheadError:
+        return None
+
+
 def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
     """One sentence on what a bundle made with ``operator`` was measured to reveal."""
     name = level_of(operator)
@@ -88,7 +103,7 @@ def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
             "privacy: a custom operator, never measured by the attack suite; run "
             "benchmarks/privacy_suite.py --operator to measure what it reveals."
         )
-    if not record or record.get("operator") != operator.to_dict():
+    if not record or _recorded_operator(record) != operator:
         return (
             f"privacy: level '{name}' has no measurement for this operator yet "
             "(benchmarks/privacy_sweep.py --write-levels)."

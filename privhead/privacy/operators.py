@@ -63,13 +63,14 @@ class OperatorConfig:
     their longer side has this many pixels, keeping the aspect ratio (a square image becomes
     ``resolution`` x ``resolution``). Images already this small or smaller are not resampled."""
 
-    linear_light: bool = False
+    linear_light: bool = True
     """Area-downsample in linear light (sRGB decoded, averaged, encoded again), which is what a
     lower-resolution camera records and how the shared heads' 64 px images were made from their
-    256 px renders. False averages the stored sRGB values: edges against a dark background come
-    out darker, and stage 2 from 256 px photos measured 16-21 % worse than from the 64 px
-    images of the same views (docs/benchmarks.md). Off in the paper operator and the named
-    levels, whose leakage was measured without it."""
+    256 px renders; on in every named level. False averages the stored sRGB values, as
+    :data:`PAPER_OPERATOR` and every bundle made before this field existed: edges against a dark
+    background come out darker, and stage 2 from 256 px and 512 px photos measured 9-24 % worse
+    than from the 64 px images of the same views (docs/benchmarks.md). Images at or below the
+    working resolution are not resampled, so it changes nothing for them."""
 
     blur_sigma: float = 0.0
     """Standard deviation, in working-resolution pixels, of a Gaussian blur applied before the
@@ -485,5 +486,7 @@ _PAPER_FIELDS = dict(
     suppress_features=0.0,
 )
 PAPER_OPERATOR = OperatorConfig(**_PAPER_FIELDS)
-"""The paper's operator (Sobel gradient modulus at 64 px), every field spelled out so it never
-changes with the defaults: version-1 bundles were all made with it."""
+"""The paper's operator (Sobel gradient modulus at 64 px) as privhead first applied it, with the
+sRGB values averaged when downsampling; every field spelled out so it never changes with the
+defaults: version-1 bundles were all made with it, and the fields a bundle does not record take
+its values. The ``paper`` privacy level is this operator downsampling in linear light."""

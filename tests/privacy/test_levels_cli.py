@@ -1,5 +1,6 @@
 """Privacy levels in `protect` and the attack suite in `audit --gallery`, through the CLI."""
 
+import dataclasses
 import json
 
 import pytest
@@ -32,8 +33,10 @@ def test_paper_level_reproduces_the_paper_maps_and_warns(heads, tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning: " in result.output and "privacy" in result.output
     bundle = read_bundle(out)
-    assert bundle.operator == PAPER_OPERATOR
+    assert bundle.operator == LEVELS["paper"]
+    assert LEVELS["paper"] == dataclasses.replace(PAPER_OPERATOR, linear_light=True)
     dataset = load_dataset(heads[0])
+    # 64 px photos are not resampled: the level's maps are the paper operator's, bit for bit.
     for k, index in enumerate(bundle.protected_indices):
         expected = protect_image(dataset.images[index], PAPER_OPERATOR)
         assert abs(bundle.protected_maps[k] - expected).max() <= expected.max() / 65535 + 1e-7
@@ -65,7 +68,7 @@ def test_levels_and_overrides(heads, tmp_path):
 
 def test_leakage_line_quotes_a_measurement_or_says_there_is_none(tmp_path):
     record = {
-        "operator": PAPER_OPERATOR.to_dict(),
+        "operator": LEVELS["paper"].to_dict(),
         "n_faces": 20,
         "n_identities": 17,
         "chance": 1 / 17,
@@ -76,10 +79,17 @@ def test_leakage_line_quotes_a_measurement_or_says_there_is_none(tmp_path):
     }
     path = tmp_path / "leakage.json"
     path.write_text(json.dumps({"paper": record}))
-    line = leakage_line(PAPER_OPERATOR, path)
+    line = leakage_line(LEVELS["paper"], path)
     assert "60%" in line and "chance 6%" in line and "NOT privhead's criterion" in line
     assert "no measurement" in leakage_line(LEVELS["strong"], path)
     assert "custom operator" in leakage_line(OperatorConfig(resolution=17), path)
+    assert "custom operator" in leakage_line(PAPER_OPERATOR, path)  # sRGB averaging: no level
+    # A record written before linear_light existed measured the sRGB-averaging operator: it
+    # does not describe the level now.
+    old = dict(record, operator=PAPER_OPERATOR.to_dict())
+    del old["operator"]["linear_light"]
+    path.write_text(json.dumps({"paper": old}))
+    assert "no measurement" in leakage_line(LEVELS["paper"], path)
 
 
 def test_audit_gallery_runs_the_suite_and_names_a_missing_subject(heads, tmp_path):
@@ -129,16 +139,20 @@ def test_a_level_that_suppresses_falls_back_loudly_without_the_detector(monkeypa
     assert levels.usable_level_operator("paper") == (levels.LEVELS["paper"], None)
 
 
-def test_linear_light_option_is_recorded_and_used(heads, tmp_path):
-    out = tmp_path / "linear"
-    args = ["protect", str(heads[0]), str(out), "--detector", "none", "--resolution", "32"]
-    result = runner.invoke(app, [*args, "--linear-light"])
-    assert result.exit_code == 0, result.output
-    bundle = read_bundle(out)
-    assert bundle.operator.linear_light and bundle.operator.resolution == 32
+def test_linear_light_is_the_default_and_srgb_averaging_an_option(heads, tmp_path):
+    args = ["protect", str(heads[0]), "--detector", "none", "--resolution", "32"]
     dataset = load_dataset(heads[0])
-    index = bundle.protected_indices[0]
-    expected = protect_image(dataset.images[index], bundle.operator)
-    assert abs(bundle.protected_maps[0] - expected).max() <= expected.max() / 65535 + 1e-7
+    maps = {}
+    for flag, linear in (([], True), (["--srgb-average"], False)):
+        out = tmp_path / str(linear)
+        result = runner.invoke(app, [*args[:2], str(out), *args[2:], *flag])
+        assert result.exit_code == 0, result.output
+        bundle = read_bundle(out)
+        assert bundle.operator.linear_light is linear and bundle.operator.resolution == 32
+        index = bundle.protected_indices[0]
+        expected = protect_image(dataset.images[index], bundle.operator)
+        assert abs(bundle.protected_maps[0] - expected).max() <= expected.max() / 65535 + 1e-7
+        maps[linear] = expected
     srgb = protect_image(dataset.images[index], OperatorConfig.paper(resolution=32))
-    assert abs(srgb - expected).max() > 1e-3  # the 64 px head, averaged to 32 px: edges differ
+    assert abs(srgb - maps[False]).max() <= 1e-6
+    assert abs(maps[True] - maps[False]).max() > 1e-3  # 64 px averaged to 32 px: edges differ

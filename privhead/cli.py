@@ -122,9 +122,10 @@ def protect(
     linear_light: bool | None = typer.Option(
         None,
         "--linear-light/--srgb-average",
-        help="Downsample photos in linear light, as a lower-resolution camera records (every "
-        "level's default: finer photos then reconstruct as well as their 64 px versions), or "
-        "average the sRGB values (privhead's operator before; finer photos reconstruct worse).",
+        help="Downsample photos in linear light, as a lower-resolution camera records (the "
+        "paper and standard levels' default: finer photos then reconstruct as well as their 64 px "
+        "versions), or average the sRGB values (the strong level's default; finer photos "
+        "reconstruct worse).",
     ),
     suppress_features: float | None = typer.Option(
         None,

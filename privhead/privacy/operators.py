@@ -66,8 +66,9 @@ class OperatorConfig:
     linear_light: bool = True
     """Area-downsample in linear light (sRGB decoded, averaged, encoded again), which is what a
     lower-resolution camera records and how the shared heads' 64 px images were made from their
-    256 px renders; on in every named level. False averages the stored sRGB values, as
-    :data:`PAPER_OPERATOR` and every bundle made before this field existed: edges against a dark
+    256 px renders; on in the ``paper`` (default) and ``standard`` levels. False averages the
+    stored sRGB values, as the ``strong`` level, :data:`PAPER_OPERATOR` and every bundle made
+    before this field existed: edges against a dark
     background come out darker, and stage 2 from 256 px and 512 px photos measured 9-24 % worse
     than from the 64 px images of the same views (docs/benchmarks.md). Images at or below the
     working resolution are not resampled, so it changes nothing for them."""

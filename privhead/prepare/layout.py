@@ -59,6 +59,10 @@ class PrepareConfig:
     sensitive_margin_deg: float = SENSITIVE_MARGIN_DEG
     """Safety margin added to ``sensitive_angle_deg``, for the error of the voted face
     direction (the split protects views up to the sum)."""
+    hull_masks: bool = True
+    """After structure from motion, cut every mask to the projection of the masks' visual hull
+    (:func:`privhead.prepare.masks.hull_consistent_masks`): room that one view's mask takes in,
+    or that a turntable's masks take in at the same pixels in every view, is dropped."""
     threads: int = 2
     keep_workdir: bool = False
     """Keep the working folder (SfM images, database, model) beside the output."""
@@ -285,30 +289,14 @@ def _up_direction(cameras, forward: np.ndarray | None) -> np.ndarray:
 
 
 def _hull_height(cameras, masks: np.ndarray, scale_mat: np.ndarray, up: np.ndarray) -> float:
-    """Extent along ``up`` (world units) of the masks' visual hull on a 64^3 grid.
+    """Extent along ``up`` (world units) of the masks' visual hull on a 64^3 grid
+    (:func:`privhead.prepare.masks.visual_hull`)."""
+    from privhead.prepare.masks import visual_hull
 
-    A grid point belongs to the hull when at most 10 % of the views that see it (at least one)
-    put it outside their mask, so one bad mask does not carve the head away."""
-    from privhead.data.cameras import check_similarity
-
-    center, scale = check_similarity(scale_mat)
-    axis = np.linspace(-1, 1, 64)
-    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    grid = grid[np.linalg.norm(grid, axis=1) <= 1.0] * scale + center
-    outside = np.zeros(len(grid))
-    uv, depth = cameras.project(grid)
-    for i in range(len(cameras)):
-        cols = np.round(uv[i, :, 0]).astype(int)
-        rows = np.round(uv[i, :, 1]).astype(int)
-        seen = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height)
-        seen &= depth[i] > 0
-        miss = np.zeros(len(grid), dtype=bool)
-        miss[seen] = ~masks[i][rows[seen], cols[seen]]
-        outside += miss
-    inside = outside <= 0.1 * len(cameras)
-    if not inside.any():
+    points, _ = visual_hull(cameras, masks, scale_mat, resolution=64)
+    if len(points) == 0:
         raise PrivheadError("The masks' visual hull is empty: the masks and cameras disagree.")
-    heights = grid[inside] @ up
+    heights = points @ up
     return float(heights.max() - heights.min())
 
 
@@ -481,8 +469,14 @@ def prepare_dataset(
                     "head could not be separated from the background."
                 )
             center = optical_axes_center(cameras)
-        lap("masks")
         scale_mat = estimate_normalization(cameras, masks, center=center)
+        if cfg.hull_masks:
+            from privhead.prepare.masks import hull_consistent_masks
+
+            _say(log, "masks cut to their visual hull (multi-view consistency)")
+            masks = hull_consistent_masks(cameras, masks, scale_mat)
+            scale_mat = estimate_normalization(cameras, masks, center=center)
+        lap("masks")
 
         detections: dict[int, float] = {}
         if cfg.detector != "none":

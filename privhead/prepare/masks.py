@@ -10,6 +10,9 @@ foreground and background refined by graph cuts):
     structure from motion, the colour most views agree on at each pixel is the background plate,
     and what differs from it in a view is the head; the masks then keep SfM off the background
     (only masked features register).
+
+After structure from motion both kinds are cut to their visual hull (:func:`hull_consistent_masks`):
+a patch of room that a mask takes in and the other views' masks do not explain is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ PLATE_TOLERANCE = 8.0
 """Per-channel difference (0-255) within which two views of a static camera show the same colour."""
 PLATE_MIN_VIEWS = 3
 """A pixel is background in some view only if at least this many views agree on its colour."""
+HULL_RESOLUTION = 128
+"""Grid points per axis over the normalisation sphere's cube for :func:`hull_consistent_masks`
+(about 3 mm apart on a head)."""
+HULL_TOLERANCE = 0.1
+"""A grid point stays in the visual hull when at most this fraction of the views put it
+outside their mask: one bad mask does not carve the head away."""
 
 
 def _cv2():
@@ -263,3 +272,88 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks (or stacks of them)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def visual_hull(
+    cameras,
+    masks: np.ndarray,
+    scale_mat: np.ndarray,
+    resolution: int = HULL_RESOLUTION,
+    tolerance: float = HULL_TOLERANCE,
+) -> tuple[np.ndarray, float]:
+    """The masks' visual hull, sampled on a grid over the normalisation sphere.
+
+    Args:
+        cameras: the N views' cameras (world frame).
+        masks: [N, H, W] bool head masks at the cameras' size.
+        scale_mat: IDR ``scale_mat`` (normalised frame -> world) whose unit sphere holds the head.
+        resolution: grid points per axis over the sphere's cube.
+        tolerance: fraction of the views that may put a hull point outside their mask.
+
+    Returns:
+        ([P, 3] world points of the hull, the grid spacing in world units).
+    """
+    from privhead.data.cameras import check_similarity
+
+    center, scale = check_similarity(scale_mat)
+    axis = np.linspace(-1.0, 1.0, resolution)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = grid[np.linalg.norm(grid, axis=1) <= 1.0] * scale + center
+    outside = np.zeros(len(grid), dtype=np.int32)
+    for i in range(len(cameras)):
+        rows, cols, seen = _pixels(cameras, i, grid)
+        miss = np.zeros(len(grid), dtype=bool)
+        miss[seen] = ~masks[i][rows[seen], cols[seen]]
+        outside += miss
+    inside = outside <= tolerance * len(cameras)
+    return grid[inside], 2.0 * scale / (resolution - 1)
+
+
+def _pixels(cameras, index: int, points: np.ndarray):
+    """(rows, cols, in-view flags) of ``points`` projected into view ``index``."""
+    uv, depth = cameras.subset([index]).project(points)
+    cols = np.round(uv[0, :, 0]).astype(np.int64)
+    rows = np.round(uv[0, :, 1]).astype(np.int64)
+    seen = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height)
+    return rows, cols, seen & (depth[0] > 0)
+
+
+def hull_consistent_masks(
+    cameras,
+    masks: np.ndarray,
+    scale_mat: np.ndarray,
+    resolution: int = HULL_RESOLUTION,
+    tolerance: float = HULL_TOLERANCE,
+) -> np.ndarray:
+    """Each mask cut to the projection of the masks' visual hull (multi-view consistency).
+
+    A pixel stays head only if its ray meets a point that (nearly) every view calls head. A
+    patch of room that one mask takes in, or that a static camera's masks take in at the same
+    pixels in every view while the head turns, is explained by no such point and is dropped;
+    the head itself lies inside the hull and keeps its pixels. The hull's points are splatted
+    with the footprint of one grid step at their nearest depth, so the cut is never finer than
+    the grid.
+
+    Args:
+        cameras, masks, scale_mat, resolution, tolerance: as :func:`visual_hull`.
+
+    Returns:
+        [N, H, W] bool masks, each a subset of its input.
+    """
+    cv2 = _cv2()
+    points, step = visual_hull(cameras, masks, scale_mat, resolution, tolerance)
+    if len(points) == 0:
+        raise PrivheadError("The masks' visual hull is empty: the masks and cameras disagree.")
+    out = np.zeros_like(masks, dtype=bool)
+    for i in range(len(cameras)):
+        rows, cols, seen = _pixels(cameras, i, points)
+        if not seen.any():
+            continue
+        hit = np.zeros(masks[i].shape, dtype=np.uint8)
+        hit[rows[seen], cols[seen]] = 1
+        depth = cameras.subset([i]).project(points[seen])[1][0]
+        focal = float(max(cameras.K[i, 0, 0], cameras.K[i, 1, 1]))
+        radius = int(np.ceil(focal * step / max(float(depth.min()), 1e-9))) + 1
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        out[i] = masks[i] & (cv2.dilate(hit, disk) > 0)
+    return out

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from privhead.data.cameras import Cameras, look_at_c2w
+from privhead.data.cameras import Cameras, look_at_c2w, similarity
 from privhead.prepare.masks import (
     background_plate,
+    hull_consistent_masks,
     is_static_camera,
     mask_iou,
     masks_from_points,
@@ -138,3 +139,19 @@ def test_background_plate_is_the_colour_most_views_agree_on():
     np.testing.assert_allclose(plate[0, 0], room, atol=3)
     # the median would have been a head colour
     assert np.abs(np.median(images[:, 0, 0].astype(float), axis=0) - room).max() > 40
+
+
+def test_hull_consistent_masks_drop_room_the_other_views_do_not_explain():
+    # The true masks of a ball seen from 8 views, plus the same block of pixels in every view
+    # (a turntable's static patch of room next to the head) and, in one view, a room blob.
+    _, cameras, _, truth, _ = _scene(n_views=8)
+    masks = truth.copy()
+    masks[:, 10:24, 62:80] = True
+    masks[3, 70:90, 5:25] = True
+    scale_mat = similarity(np.zeros(3), 0.9)
+    cut = hull_consistent_masks(cameras, masks, scale_mat, resolution=64)
+    assert (cut <= masks).all()  # a subset of its input
+    assert (truth & ~cut).sum() <= 0.002 * truth.sum()  # the ball keeps its pixels
+    assert not cut[:, 10:24, 62:80][~truth[:, 10:24, 62:80]].any()
+    assert not cut[3, 70:90, 5:25][~truth[3, 70:90, 5:25]].any()
+    assert mask_iou(cut, truth) > 0.99 > mask_iou(masks, truth)

@@ -98,11 +98,22 @@ def mesh_from_field(
     return mesh
 
 
-def render_mesh_previews(mesh: trimesh.Trimesh, scale_mat: np.ndarray, path: Path) -> Path:
-    """Shaded renders of the mesh from six directions around the head, one PNG grid."""
+def render_mesh_previews(
+    mesh: trimesh.Trimesh, scale_mat: np.ndarray, path: Path, c2w: np.ndarray | None = None
+) -> Path:
+    """Shaded renders of the mesh from six directions around the head, one PNG grid.
+
+    ``c2w`` ([N, 4, 4] OpenCV camera-to-world of the views, when given) sets the previews' up:
+    the mean up of the cameras that took the photos, so that a head in a structure-from-motion
+    frame (whose +Y is arbitrary) is shown upright; without them world +Y is up."""
     center = scale_mat[:3, 3]
     scale = float(np.cbrt(abs(np.linalg.det(scale_mat[:3, :3]))))
-    cams = orbit_cameras(6, 2.7 * scale, 10.0, 40.0, 256, 256, target=center)
+    up = (0.0, 1.0, 0.0)
+    if c2w is not None and len(c2w):
+        mean_up = -np.asarray(c2w, dtype=np.float64)[:, :3, 1].mean(axis=0)  # image rows run down
+        if np.linalg.norm(mean_up) > 1e-6:
+            up = mean_up / np.linalg.norm(mean_up)
+    cams = orbit_cameras(6, 2.7 * scale, 10.0, 40.0, 256, 256, target=center, up=up)
     return save_grid(render_views(mesh, cams), path, ncols=6)
 
 
@@ -241,7 +252,8 @@ def reconstruct(
     mesh_path = out_dir / "mesh.ply"
     write_mesh(final, field_, mesh_path)
     final_mesh = trimesh.load(mesh_path)
-    renders = render_mesh_previews(final_mesh, views.scale_mat, out_dir / "renders.png")
+    all_c2w = torch.cat([views.rgb_c2w, views.protected_c2w]).cpu().numpy()
+    renders = render_mesh_previews(final_mesh, views.scale_mat, out_dir / "renders.png", all_c2w)
     view_renders = {}
     if render_cameras is not None and len(render_cameras):
         view_renders = write_view_renders(

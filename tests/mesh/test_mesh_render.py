@@ -111,3 +111,26 @@ def test_render_views_and_grid(tmp_path, sphere):
     path = save_grid(images, tmp_path / "sub" / "grid.png", ncols=2, labels=["a", "b", "c"])
     with Image.open(path) as im:
         assert im.size == (80, 60)
+
+
+def test_previews_are_upright_in_a_frame_whose_up_is_not_y(tmp_path):
+    from PIL import Image
+
+    from privhead.data.cameras import look_at_c2w
+    from privhead.reconstruct import render_mesh_previews
+
+    # A cone pointing up (+Y), seen by cameras that stand upright; then the same scene turned
+    # upside down (180 deg about X), as a structure-from-motion frame may be.
+    cone = trimesh.creation.cone(radius=0.4, height=0.9)
+    cone.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    c2w = np.stack([look_at_c2w([2 * np.sin(a), 0.2, 2 * np.cos(a)]) for a in (0, 2, 4)])
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    upside_down = cone.copy()
+    upside_down.apply_transform(flip)
+    scale_mat = np.eye(4)
+    a = render_mesh_previews(cone, scale_mat, tmp_path / "a.png", c2w)
+    b = render_mesh_previews(upside_down, scale_mat, tmp_path / "b.png", flip @ c2w)
+    c = render_mesh_previews(upside_down, scale_mat, tmp_path / "c.png")  # world +Y as up
+    a, b, c = (np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in (a, b, c))
+    assert np.abs(a - b).mean() < 2.0  # the same pictures, up to the sampling of the pixels
+    assert np.abs(a - c).mean() > 5 * max(np.abs(a - b).mean(), 0.1)

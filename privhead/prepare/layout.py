@@ -281,6 +281,26 @@ def split_views(
     return sensitive, neutral, forward
 
 
+def canonical_transform(cameras, center: np.ndarray, up: np.ndarray, forward) -> np.ndarray:
+    """[4, 4] rigid map from the structure-from-motion frame (arbitrary axes and origin) to the
+    head frame: the head centre at the origin, ``up`` along +Y and the face direction along +Z
+    (where the face is unknown, +Z points to the cameras' mean position). The frame of the
+    project's synthetic and shared heads, and what mesh viewers expect."""
+    y = np.asarray(up, dtype=np.float64) / max(np.linalg.norm(up), 1e-12)
+    z = None if forward is None else np.asarray(forward, dtype=np.float64)
+    if z is None:
+        z = (cameras.centers - center).mean(axis=0)
+    z = z - (z @ y) * y
+    if np.linalg.norm(z) < 1e-9:  # no horizontal direction to face: any perpendicular one
+        z = np.cross(y, [1.0, 0.0, 0.0] if abs(y[0]) < 0.9 else [0.0, 0.0, 1.0])
+    z /= np.linalg.norm(z)
+    x = np.cross(y, z)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([x, y, z])
+    T[:3, 3] = -T[:3, :3] @ np.asarray(center, dtype=np.float64)
+    return T
+
+
 def _up_direction(cameras, forward: np.ndarray | None) -> np.ndarray:
     up = -cameras.c2w[:, :3, 1].mean(axis=0)  # OpenCV camera y points down
     if forward is not None:
@@ -318,9 +338,11 @@ def prepare_dataset(
     """
     from privhead.data.cameras import (
         Cameras,
+        check_similarity,
         estimate_normalization,
         optical_axes_center,
         scaled_intrinsics,
+        similarity,
     )
     from privhead.data.colmap import model_cameras, read_model, undistort_image, write_model
     from privhead.data.formats import HeadDataset, write_idr, write_transforms
@@ -501,6 +523,13 @@ def prepare_dataset(
         if cfg.keep_workdir:
             np.save(work / "masks.npy", masks)
         mm_per_unit = cfg.subject_height_mm / _hull_height(cameras, masks, scale_mat, up)
+        # The dataset in the head frame (centre at the origin, up +Y, face +Z), not in the SfM
+        # model's arbitrary one: meshes then open upright in any viewer.
+        world_from_sfm = canonical_transform(cameras, center, up, forward)
+        cameras = Cameras(cameras.K, world_from_sfm @ cameras.c2w, cameras.width, cameras.height)
+        scale_mat = similarity(np.zeros(3), check_similarity(scale_mat)[1])
+        center, up = np.zeros(3), np.array([0.0, 1.0, 0.0])
+        forward = None if forward is None else np.array([0.0, 0.0, 1.0])
         lap("split")
 
         # The dataset at the output size, composited on black (the room never leaves).
@@ -559,6 +588,11 @@ def prepare_dataset(
                 f"subject height {cfg.subject_height_mm:g} mm / extent of the masks' visual hull "
                 "along the up direction"
             ),
+        }
+        info["frame"] = {
+            "world_from_sfm": world_from_sfm.tolist(),
+            "note": "the dataset's cameras are the SfM model's (sparse/0) mapped by this rigid "
+            "transform: head centre at the origin, up +Y, face +Z",
         }
         info["config"] = asdict(cfg)
         (staging / "prepare.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -25,6 +25,11 @@ def _prepare_and_check(tmp_path, cfg: ShootConfig, min_views: int, min_iou: floa
     chosen = [truth.names.index(n) for n in dataset.names]
     errors = camera_errors(dataset.cameras.c2w, truth.cameras.c2w[chosen])
     assert errors["median_rotation_deg"] < 1.0
+    # The dataset is in the head frame (centre at the origin, up +Y, face +Z), as the truth is:
+    # the similarity between them is nearly no rotation (up from the cameras, face voted).
+    rotation = np.asarray(errors["transform"])[:3, :3]
+    rotation = rotation / np.cbrt(np.linalg.det(rotation))
+    assert np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))) < 15.0
     assert mask_iou(dataset.masks, truth.masks[chosen]) > min_iou
     true_faces = {truth.names[i] for i in truth.views["sensitive_indices"]}
     # every face view is protected, or left out of the dataset altogether

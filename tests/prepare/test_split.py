@@ -82,3 +82,35 @@ def test_false_registrations_are_left_out():
     assert "median distance" in why[3] and "away" in why[7]
     keep, why = consistent_registrations(cameras)  # a clean ring keeps every view
     assert keep.all() and not why
+
+
+def test_canonical_transform_puts_the_head_in_its_own_frame():
+    from scipy.spatial.transform import Rotation
+
+    from privhead.data.cameras import Cameras
+    from privhead.prepare.layout import _up_direction, canonical_transform
+
+    # The rig (head frame: up +Y, face +Z) seen in an arbitrary SfM frame: turned, moved.
+    cameras, azimuths, _ = ring_cameras(30, 32, 32)
+    M = np.eye(4)
+    M[:3, :3] = Rotation.from_euler("xyz", [150, -40, 70], degrees=True).as_matrix()
+    M[:3, 3] = [3.0, -1.0, 7.0]
+    sfm = Cameras(cameras.K, M @ cameras.c2w, cameras.width, cameras.height)
+    center = M[:3, 3]
+    frontal = {i: 0.9 for i, a in enumerate(azimuths) if abs(a) < 40}
+    forward = face_direction(sfm, center, frontal)
+    up = _up_direction(sfm, forward)
+    T = canonical_transform(sfm, center, up, forward)
+    assert np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3)) and np.isclose(np.linalg.det(T), 1)
+    back = T @ sfm.c2w  # the rig's own cameras again, up to the vote's error
+    assert np.allclose(T[:3, :3] @ center + T[:3, 3], 0)
+    turn = np.einsum("nij,nkj->nik", back[:, :3, :3], cameras.c2w[:, :3, :3])
+    angles = np.degrees(np.arccos(np.clip((np.trace(turn, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert angles.max() < 5
+    assert (
+        np.abs(back[:, :3, 3] - cameras.c2w[:, :3, 3]).max()
+        < 0.05 * np.abs(cameras.c2w[:, :3, 3]).max()
+    )
+    # without a face direction +Z points to the cameras' mean position; still rigid
+    T2 = canonical_transform(sfm, center, up, None)
+    assert np.isclose(np.linalg.det(T2[:3, :3]), 1) and np.allclose(T2[:3, :3] @ up, [0, 1, 0])

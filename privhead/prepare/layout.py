@@ -283,8 +283,9 @@ def split_views(
 
 def canonical_transform(cameras, center: np.ndarray, up: np.ndarray, forward) -> np.ndarray:
     """[4, 4] rigid map from the structure-from-motion frame (arbitrary axes and origin) to the
-    head frame: the head centre at the origin, ``up`` along +Y and the face direction along +Z
-    (where the face is unknown, +Z points to the cameras' mean position). The frame of the
+    head frame: the head centre at the origin, ``up`` along +Y and the face direction, levelled
+    (made perpendicular to ``up``), along +Z (where the face is unknown, +Z points to the
+    cameras' mean position). The frame of the
     project's synthetic and shared heads, and what mesh viewers expect."""
     y = np.asarray(up, dtype=np.float64) / max(np.linalg.norm(up), 1e-12)
     z = None if forward is None else np.asarray(forward, dtype=np.float64)
@@ -525,11 +526,15 @@ def prepare_dataset(
         mm_per_unit = cfg.subject_height_mm / _hull_height(cameras, masks, scale_mat, up)
         # The dataset in the head frame (centre at the origin, up +Y, face +Z), not in the SfM
         # model's arbitrary one: meshes then open upright in any viewer.
-        world_from_sfm = canonical_transform(cameras, center, up, forward)
+        # Up is the cameras' mean up (photos are taken upright); the voted face direction, which
+        # leans towards where most face views were taken from, is only levelled against it.
+        camera_up = _up_direction(cameras, None)
+        world_from_sfm = canonical_transform(cameras, center, camera_up, forward)
+        turn = world_from_sfm[:3, :3]
         cameras = Cameras(cameras.K, world_from_sfm @ cameras.c2w, cameras.width, cameras.height)
         scale_mat = similarity(np.zeros(3), check_similarity(scale_mat)[1])
-        center, up = np.zeros(3), np.array([0.0, 1.0, 0.0])
-        forward = None if forward is None else np.array([0.0, 0.0, 1.0])
+        center, up = np.zeros(3), turn @ up
+        forward = None if forward is None else turn @ forward
         lap("split")
 
         # The dataset at the output size, composited on black (the room never leaves).

@@ -49,7 +49,8 @@ class OperatorConfig:
 
     The defaults are privhead's default privacy level, chosen from the privacy-fidelity curve
     in docs/privacy.md at the default preset: the paper's operator (Sobel modulus of the colour
-    at 64 px, :data:`PAPER_OPERATOR`), the only operator measured whose stage-2 face error stays
+    at 64 px), downsampling in linear light (:data:`PAPER_OPERATOR` is the same with the sRGB
+    averaging of earlier bundles), the only operator measured whose stage-2 face error stays
     within 1.3x the full-RGB baseline on every shared head. The more private levels
     (``privhead.privacy.levels``) cost fidelity.
     """

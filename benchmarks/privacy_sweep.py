@@ -67,7 +67,8 @@ CANDIDATES: dict[str, dict] = {
         "suppress_features": 0.35,
     },
     "48 px, lum., clip 0.1": {"resolution": 48, "luminance": True, "clip": 0.1},
-    # The named levels as they are now (privhead.privacy.levels: linear light in every level).
+    # The 48 px candidates with linear light (standard uses it; strong was measured with it and
+    # kept the sRGB averaging, docs/privacy.md).
     "48 px, lum., clip 0.1, linear light": {
         "resolution": 48,
         "luminance": True,
@@ -227,7 +228,7 @@ def write_levels(rows: list[dict], info: dict) -> Path:
     """privhead/privacy/leakage.json: what each named level was measured to reveal."""
     from privacy_suite import real_face_samples
 
-    from privhead.privacy.levels import LEAKAGE_FILE, LEVELS, measured_leakage
+    from privhead.privacy.levels import LEAKAGE_FILE, LEVELS, measured_leakage, recorded_operator
 
     faces = real_face_samples()
     earlier = measured_leakage()
@@ -237,7 +238,7 @@ def write_levels(rows: list[dict], info: dict) -> Path:
         if row is None:
             # Kept from an earlier sweep only while it describes the level's operator.
             record = earlier.get(level)
-            if record and OperatorConfig.from_dict(record.get("operator")) == operator:
+            if record and recorded_operator(record) == operator:
                 data[level] = record
             continue
         other = row["other_photo"]

@@ -285,8 +285,8 @@ def canonical_transform(cameras, center: np.ndarray, up: np.ndarray, forward) ->
     """[4, 4] rigid map from the structure-from-motion frame (arbitrary axes and origin) to the
     head frame: the head centre at the origin, ``up`` along +Y and the face direction, levelled
     (made perpendicular to ``up``), along +Z (where the face is unknown, +Z points to the
-    cameras' mean position). The frame of the
-    project's synthetic and shared heads, and what mesh viewers expect."""
+    cameras' mean position). The frame of the project's synthetic and shared heads, and what
+    mesh viewers expect."""
     y = np.asarray(up, dtype=np.float64) / max(np.linalg.norm(up), 1e-12)
     z = None if forward is None else np.asarray(forward, dtype=np.float64)
     if z is None:

@@ -301,7 +301,7 @@ def visual_hull(
     grid = grid[np.linalg.norm(grid, axis=1) <= 1.0] * scale + center
     outside = np.zeros(len(grid), dtype=np.int32)
     for i in range(len(cameras)):
-        rows, cols, seen = _pixels(cameras, i, grid)
+        rows, cols, seen, _ = _pixels(cameras, i, grid)
         miss = np.zeros(len(grid), dtype=bool)
         miss[seen] = ~masks[i][rows[seen], cols[seen]]
         outside += miss
@@ -310,12 +310,12 @@ def visual_hull(
 
 
 def _pixels(cameras, index: int, points: np.ndarray):
-    """(rows, cols, in-view flags) of ``points`` projected into view ``index``."""
+    """(rows, cols, in-view flags, depths) of ``points`` projected into view ``index``."""
     uv, depth = cameras.subset([index]).project(points)
     cols = np.round(uv[0, :, 0]).astype(np.int64)
     rows = np.round(uv[0, :, 1]).astype(np.int64)
     seen = (cols >= 0) & (cols < cameras.width) & (rows >= 0) & (rows < cameras.height)
-    return rows, cols, seen & (depth[0] > 0)
+    return rows, cols, seen & (depth[0] > 0), depth[0]
 
 
 def hull_consistent_masks(
@@ -346,12 +346,12 @@ def hull_consistent_masks(
         raise PrivheadError("The masks' visual hull is empty: the masks and cameras disagree.")
     out = np.zeros_like(masks, dtype=bool)
     for i in range(len(cameras)):
-        rows, cols, seen = _pixels(cameras, i, points)
+        rows, cols, seen, depth = _pixels(cameras, i, points)
         if not seen.any():
             continue
         hit = np.zeros(masks[i].shape, dtype=np.uint8)
         hit[rows[seen], cols[seen]] = 1
-        depth = cameras.subset([i]).project(points[seen])[1][0]
+        depth = depth[seen]
         focal = float(max(cameras.K[i, 0, 0], cameras.K[i, 1, 1]))
         radius = int(np.ceil(focal * step / max(float(depth.min()), 1e-9))) + 1
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))

@@ -90,7 +90,7 @@ def measured_leakage(path: Path = LEAKAGE_FILE) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _recorded_operator(record: dict) -> OperatorConfig | None:
+def recorded_operator(record: dict) -> OperatorConfig | None:
     """The operator a leakage record was measured with (fields added since take their earlier
     behaviour, as for bundles), or None when the record's operator is unreadable."""
     try:
@@ -108,7 +108,7 @@ def leakage_line(operator: OperatorConfig, path: Path = LEAKAGE_FILE) -> str:
             "privacy: a custom operator, never measured by the attack suite; run "
             "benchmarks/privacy_suite.py --operator to measure what it reveals."
         )
-    if not record or _recorded_operator(record) != operator:
+    if not record or recorded_operator(record) != operator:
         return (
             f"privacy: level '{name}' has no measurement for this operator yet "
             "(benchmarks/privacy_sweep.py --write-levels)."

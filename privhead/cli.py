@@ -63,6 +63,12 @@ def prepare(
     detector: str = typer.Option(
         "auto", "--detector", help="Face detectors voting the face direction (auto, none, ...)."
     ),
+    intrinsics: str = typer.Option(
+        "refine",
+        "--intrinsics",
+        help="What SfM refines: refine (focal + distortion), focal (no distortion), "
+        "fixed (keep the EXIF focal length, e.g. for a calibrated camera).",
+    ),
     keep_workdir: bool = typer.Option(
         False, "--keep-workdir", help="Keep the SfM folder (images, database, model) beside OUT."
     ),
@@ -83,6 +89,7 @@ def prepare(
         image_side=image_side,
         subject_height_mm=head_height_mm,
         detector=detector,
+        intrinsics=intrinsics,
         keep_workdir=keep_workdir,
     )
     result = prepare_dataset(source, out, cfg, overwrite=overwrite, log=say)

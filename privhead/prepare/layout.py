@@ -63,9 +63,32 @@ class PrepareConfig:
     """After structure from motion, cut every mask to the projection of the masks' visual hull
     (:func:`privhead.prepare.masks.hull_consistent_masks`): room that one view's mask takes in,
     or that a turntable's masks take in at the same pixels in every view, is dropped."""
+    intrinsics: str = "refine"
+    """What bundle adjustment refines of the camera: ``refine`` (focal length and radial
+    distortion), ``focal`` (focal length; no distortion) or ``fixed`` (neither: the EXIF focal
+    length is kept; without one this is ``focal``)."""
     threads: int = 2
     keep_workdir: bool = False
     """Keep the working folder (SfM images, database, model) beside the output."""
+
+
+INTRINSICS = ("refine", "focal", "fixed")
+"""The choices of :attr:`PrepareConfig.intrinsics`."""
+
+
+def sfm_intrinsics(setting: str, focal_px: float | None) -> dict[str, bool]:
+    """What bundle adjustment refines (``refine_focal``, ``refine_distortion`` of
+    :class:`~privhead.prepare.sfm.SfmConfig`) for a :attr:`PrepareConfig.intrinsics` setting;
+    ``fixed`` without a focal length prior refines the focal length (there is nothing to keep).
+    """
+    if setting not in INTRINSICS:
+        raise PrivheadError(
+            f"Unknown intrinsics setting {setting!r}; choose one of {', '.join(INTRINSICS)}."
+        )
+    return {
+        "refine_focal": setting != "fixed" or focal_px is None,
+        "refine_distortion": setting == "refine",
+    }
 
 
 @dataclass
@@ -356,6 +379,7 @@ def prepare_dataset(
     from privhead.prepare.sfm import SfmConfig, run_sfm
 
     cfg = cfg or PrepareConfig()
+    sfm_intrinsics(cfg.intrinsics, None)  # an unknown setting fails before anything is read
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise PrivheadError(f"{out} already exists; pass --overwrite to replace it.")
@@ -400,6 +424,7 @@ def prepare_dataset(
                 work_dir=str(work / "sfm"),
                 mask_dir=None if mask_dir is None else str(mask_dir),
                 focal_px=focal,
+                **sfm_intrinsics(cfg.intrinsics, focal),
                 min_registered=MIN_VIEWS,
                 threads=cfg.threads,
             ),

@@ -58,6 +58,12 @@ class SfmConfig:
     mask_dir: str | None = None
     focal_px: float | None = None
     """Focal length prior in pixels of the SfM images (EXIF), or None (COLMAP's default guess)."""
+    refine_focal: bool = True
+    """Bundle adjustment refines the focal length (else it stays at ``focal_px``)."""
+    refine_distortion: bool = True
+    """Bundle adjustment refines the radial distortion (else it stays 0: a pinhole camera)."""
+    random_seed: int = 0
+    """The mappers' random seed (COLMAP's default, -1, draws a new one on every run)."""
     min_registered: int = 3
     threads: int = 2
     attempts: list[dict] = field(default_factory=lambda: [asdict(a) for a in SFM_ATTEMPTS])
@@ -191,10 +197,17 @@ def _attempt(pycolmap, cfg: dict, attempt: dict, database: Path, out: Path, fres
     out.mkdir(parents=True, exist_ok=True)
     if attempt["mapper"] == "global":
         options = pycolmap.GlobalPipelineOptions()
+        options.random_seed = cfg["random_seed"]
+        adjustment = options.mapper.bundle_adjustment
+        adjustment.refine_focal_length = cfg["refine_focal"]
+        adjustment.refine_extra_params = cfg["refine_distortion"]
         reconstructions = pycolmap.global_mapping(database, image_dir, out, options)
     else:
         options = pycolmap.IncrementalPipelineOptions()
         options.num_threads = cfg["threads"]
+        options.random_seed = cfg["random_seed"]
+        options.ba_refine_focal_length = cfg["refine_focal"]
+        options.ba_refine_extra_params = cfg["refine_distortion"]
         if attempt["loose"]:
             options.min_num_matches = 10
             options.mapper.init_min_num_inliers = 40

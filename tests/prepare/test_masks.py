@@ -155,3 +155,39 @@ def test_hull_consistent_masks_drop_room_the_other_views_do_not_explain():
     assert not cut[:, 10:24, 62:80][~truth[:, 10:24, 62:80]].any()
     assert not cut[3, 70:90, 5:25][~truth[3, 70:90, 5:25]].any()
     assert mask_iou(cut, truth) > 0.99 > mask_iou(masks, truth)
+
+
+def test_hull_consistent_masks_keep_what_a_few_masks_miss():
+    # 2 of 10 views lose the top of the ball (GrabCut taking dark hair for room): the cut must
+    # not take it from the other 8 (with a tolerance of 1 view in 10 it did, in every view).
+    _, cameras, _, truth, _ = _scene(n_views=10)
+    masks = truth.copy()
+    masks[[2, 7], :40] = False
+    scale_mat = similarity(np.zeros(3), 0.9)
+    cut = hull_consistent_masks(cameras, masks, scale_mat, resolution=64)
+    good = [k for k in range(10) if k not in (2, 7)]
+    assert (truth[good] & ~cut[good]).sum() <= 0.002 * truth[good].sum()
+
+
+def test_static_background_masks_leave_out_room_the_head_covers_now_and_then():
+    # The head is wider in the 4 profile views than in the 8 others: the band between the two
+    # silhouettes is room in 8 of 12 views. Labelled probable head in the plate because it
+    # moves, the band went into every mask (the shared turntable shoots: 3-8 % of the head's
+    # area as room around it; this scene: IoU 0.84 in the narrow views).
+    rng = np.random.default_rng(5)
+    background = _checker(rng, (SIZE, SIZE), 8)
+    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
+    images, truth = [], []
+    for k in range(12):
+        half_width = 28 if k % 3 == 0 else 18
+        head = ((cols - 48) / half_width) ** 2 + ((rows - 50) / 34) ** 2 < 1
+        frame = background.copy()
+        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 3))
+        frame[head] = np.clip(skin, 0, 255)[head]
+        images.append(frame)
+        truth.append(head)
+    images, truth = np.stack(images).astype(np.uint8), np.stack(truth)
+    masks, _ = static_background_masks(images)
+    narrow = [k for k in range(12) if k % 3]
+    assert mask_iou(masks[narrow], truth[narrow]) > 0.95
+    assert mask_iou(masks, truth) > 0.95

@@ -226,9 +226,10 @@ def second_agreement(
     """[H, W] int: how many of the views that do not show the plate's colour agree on another one.
 
     Where the turning head covers a pixel now and then, the views that do not show the plate
-    show the head: its texture changes from view to view, so few of them agree. Where a part of
-    the head of one colour (uniform hair) covers a pixel in most views, the plate is that colour
-    and the other views show the room, which never changes: they all agree.
+    show the head, whose look changes as it turns: some of them agree (smooth skin; 3-6 views
+    of the 30 on a synthetic turntable), not all. Where a part of the head of one colour
+    (uniform hair) covers a pixel in most views, the plate is that colour and the other views
+    show the room, which never changes: they all agree.
     """
     x = images.astype(np.int16)
     out = np.zeros(x.shape[1:3], dtype=np.int64)
@@ -255,7 +256,8 @@ def static_background_masks(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
        never-agreeing pixels (head) and the moving pixels (probably head) except room that the
        head covers now and then (:func:`second_agreement`; on three synthetic turntable shoots
        labelling that band head put 3-8 % of the head's area of room into the masks, and once
-       lost the whole hair cap: IoU 0.92 / 0.15 / 0.93 before, 0.96 / 0.97 / 0.98 now).
+       lost the whole hair cap: masks before SfM at IoU 0.92 / 0.15 / 0.93, now 0.96 / 0.97 /
+       0.98).
     3. Per view, GrabCut seeded by the difference to the plate (far: head; near and not head in
        the plate: room) and the plate's head; the largest component, holes filled.
 

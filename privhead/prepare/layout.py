@@ -61,8 +61,8 @@ class PrepareConfig:
     direction (the split protects views up to the sum)."""
     hull_masks: bool = True
     """After structure from motion, cut every mask to the projection of the masks' visual hull
-    (:func:`privhead.prepare.masks.hull_consistent_masks`): room that one view's mask takes in,
-    or that a turntable's masks take in at the same pixels in every view, is dropped."""
+    (:func:`privhead.prepare.masks.hull_consistent_masks`): room that a few views' masks take
+    in is dropped (not room beside a turntable's head, which its turning sweeps)."""
     intrinsics: str = "refine"
     """What bundle adjustment refines of the camera: ``refine`` (focal length and radial
     distortion), ``focal`` (focal length; no distortion) or ``fixed`` (neither: the EXIF focal

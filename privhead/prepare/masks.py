@@ -373,9 +373,11 @@ def hull_consistent_masks(
     """Each mask cut to the projection of the masks' visual hull (multi-view consistency).
 
     A pixel stays head only if its ray meets a point that (nearly) every view calls head. A
-    patch of room that one mask takes in, or that a static camera's masks take in at the same
-    pixels in every view while the head turns, is explained by no such point and is dropped;
-    the head itself lies inside the hull and keeps its pixels. The hull's points are splatted
+    patch of room that one mask (or a few) takes in is explained by no such point and is
+    dropped; the head itself lies inside the hull and keeps its pixels. Room that a static
+    camera's masks take in at the same pixels in every view is dropped only where its rays
+    miss the cylinder the turning head sweeps: beside the head they pass through points that
+    project onto the head in the other views, and the patch stays. The hull's points are splatted
     with the footprint of one grid step at their nearest depth, so the cut is never finer than
     the grid.
 

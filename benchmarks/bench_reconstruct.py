@@ -62,16 +62,21 @@ def _seed(record: dict) -> str:
 
 def results_table(records: list[dict]) -> str:
     lines = [
-        "| head | mode | seed | stage | face CD (units) | face CD (mm) | stage s | final mesh s "
-        "| pipeline s | peak RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| head | mode | seed | stage | face CD (units) | face CD (mm) | surface CD (units) "
+        "| normal error deg | stage s | final mesh s | pipeline s | peak RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for stage in r["face_chamfer"]:
             mm = _runs.chamfer_mm(r, stage)
+            entry = r["face_chamfer"][stage]
+            surface = entry.get("surface_chamfer")  # records before the surface metric lack it
+            normal = entry.get("normal_error_deg")
             lines.append(
                 f"| {head_label(r)} | {r['spec']['mode']} | {_seed(r)} | {stage} "
                 f"| {_runs.chamfer_units(r, stage):.5f} | {'—' if mm is None else f'{mm:.2f}'} "
+                f"| {'—' if surface is None else f'{surface:.5f}'} "
+                f"| {'—' if normal is None else f'{normal:.1f}'} "
                 f"| {r['stage_seconds'].get(stage, 0):.0f} | {r['mesh_seconds']:.0f} "
                 f"| {_runs.pipeline_seconds(r):.0f} | {r['peak_rss_gib']:.2f} |"
             )

@@ -16,11 +16,13 @@ from privhead.eval.metrics import (
     BoxRegion,
     SphereRegion,
     chamfer,
+    closest_points_on_triangles,
     evaluate_meshes,
     icp,
     landmark_alignment,
     load_mesh,
     nose_tip_region,
+    point_mesh_distance,
     read_face_region,
     sample_surface,
     transform_points,
@@ -236,7 +238,7 @@ def test_evaluate_with_region_counts_only_points_inside():
 def test_concentric_spheres_chamfer():
     inner = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
     outer = trimesh.creation.icosphere(subdivisions=5, radius=1.1)
-    result = evaluate_meshes(inner, outer, samples=100_000, mm_per_unit=100.0)
+    result = evaluate_meshes(inner, outer, samples=100_000, mm_per_unit=100.0, surface=False)
     assert result.metrics.chamfer == pytest.approx(0.1, rel=0.01)
     assert result.metrics.accuracy == pytest.approx(0.1, rel=0.01)
     assert result.metrics.completeness == pytest.approx(0.1, rel=0.01)
@@ -264,18 +266,77 @@ def test_identical_meshes_give_zero():
 
 def test_sphere_displaced_along_normals():
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
-    result = evaluate_meshes(displaced(mesh, 0.01), mesh, samples=200_000)
+    result = evaluate_meshes(displaced(mesh, 0.01), mesh, samples=200_000, surface=False)
     assert result.metrics.chamfer == pytest.approx(0.01, rel=0.05)
 
 
 def test_head_displaced_along_normals(shared_head):
     gt = load_mesh(shared_head / "gt_mesh.ply")
     face = read_face_region(shared_head / "face_region.json")
-    result = evaluate_meshes(displaced(gt, 0.01), gt, mm_per_unit=face.mm_per_unit)
+    result = evaluate_meshes(displaced(gt, 0.01), gt, mm_per_unit=face.mm_per_unit, surface=False)
     assert result.metrics.chamfer == pytest.approx(0.01, rel=0.05)
     assert result.to_dict()["chamfer_mm"] == pytest.approx(0.01 * face.mm_per_unit, rel=0.05)
     in_face = evaluate_meshes(displaced(gt, 0.01), gt, region=face.sphere)
     assert in_face.metrics.chamfer == pytest.approx(0.01, rel=0.05)
+    assert in_face.surface.chamfer == pytest.approx(0.01, rel=0.05)
+
+
+def _brute_force_distances(points, triangles):
+    """Distance to the nearest triangle by trying every triangle with a dense barycentric net."""
+    u, v = np.meshgrid(np.linspace(0, 1, 201), np.linspace(0, 1, 201))
+    keep = u + v <= 1
+    u, v = u[keep], v[keep]
+    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    net = a[:, None] + u[None, :, None] * (b - a)[:, None] + v[None, :, None] * (c - a)[:, None]
+    net = net.reshape(-1, 3)
+    return np.sqrt(((points[:, None] - net[None]) ** 2).sum(-1)).min(1)
+
+
+def test_closest_points_on_triangles_match_a_dense_net():
+    rng = np.random.default_rng(3)
+    triangles = rng.normal(size=(6, 3, 3))
+    triangles[5, 2] = triangles[5, 0]  # degenerate: two equal corners
+    points = rng.normal(size=(40, 3)) * 1.5
+    for t in range(len(triangles)):
+        tri = np.repeat(triangles[t : t + 1], len(points), axis=0)
+        found = closest_points_on_triangles(points, tri)
+        exact = np.linalg.norm(points - found, axis=1)
+        net = _brute_force_distances(points, triangles[t : t + 1])
+        # the closest point is never farther than the net's best and at most a net step nearer
+        assert np.all(exact <= net + 1e-12)
+        assert np.all(net - exact < 0.02 * np.abs(triangles[t]).max())
+
+
+def test_point_mesh_distance_is_exact_and_needs_no_dense_sampling():
+    mesh = trimesh.creation.icosphere(subdivisions=2)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(300, 3))
+    triangles = np.asarray(mesh.triangles)
+    every = np.full(len(points), np.inf)
+    for t in range(len(triangles)):
+        tri = np.repeat(triangles[t : t + 1], len(points), axis=0)
+        every = np.minimum(
+            every, np.linalg.norm(points - closest_points_on_triangles(points, tri), axis=1)
+        )
+    np.testing.assert_allclose(point_mesh_distance(points, mesh, candidates=2), every, atol=1e-12)
+
+
+def test_surface_chamfer_has_no_sampling_floor():
+    coarse = blob()
+    fine = coarse.subdivide()  # the same surface, other triangles, other samples
+    result = evaluate_meshes(fine, coarse, samples=20_000)
+    spacing = math.sqrt(coarse.area / 20_000)
+    assert result.metrics.chamfer > 0.1 * spacing  # the point-set metric's floor
+    assert result.surface.chamfer < 1e-9
+    outer = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
+    shifted = evaluate_meshes(displaced(outer, 0.01), outer, samples=20_000)
+    assert shifted.surface.chamfer == pytest.approx(0.01, rel=0.02)
+    assert shifted.surface.chamfer < shifted.metrics.chamfer
+    data = evaluate_meshes(fine, coarse, samples=2_000, mm_per_unit=10.0).to_dict()
+    assert data["surface_chamfer_mm"] == pytest.approx(10.0 * data["surface_chamfer"])
+    assert (
+        "surface_chamfer" not in evaluate_meshes(fine, coarse, samples=500, surface=False).to_dict()
+    )
 
 
 # ---------------------------------------------------------------------------- alignment

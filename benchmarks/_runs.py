@@ -477,6 +477,7 @@ def _run_in_this_process(folder: Path, rss_scope: str = "run process") -> dict:
         print(*parts, flush=True)
 
     recon = reconstruct(source, folder / "run", cfg, device=device, progress=False, log=say)
+    peak_rss_reconstruction = _peak_rss_gib()  # before the evaluation adds its own arrays
     chamfers = {}
     region = None
     for stage, mesh in recon.stage_meshes.items():
@@ -510,8 +511,9 @@ def _run_in_this_process(folder: Path, rss_scope: str = "run process") -> dict:
         "face_chamfer": chamfers,
         "face_region": region,
         "mm_per_unit": mm_per_unit,
-        "peak_rss_gib": _peak_rss_gib(),
-        "peak_rss_scope": rss_scope,
+        "peak_rss_gib": peak_rss_reconstruction,
+        "peak_rss_scope": rss_scope + ", up to the end of the reconstruction",
+        "peak_rss_with_evaluation_gib": _peak_rss_gib(),
         "log": lines,
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
         "process_seconds": time.perf_counter() - start,

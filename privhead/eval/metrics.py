@@ -193,6 +193,10 @@ def _split_large_triangles(triangles: np.ndarray, factor: float = 2.0) -> np.nda
     return np.concatenate(done)
 
 
+_PAIRS_PER_CHUNK = 1 << 18
+"""Point-triangle pairs :func:`point_mesh_distance` tests at once (about 100 MB of arrays)."""
+
+
 def point_mesh_distance(
     points: np.ndarray, mesh: trimesh.Trimesh, workers: int = 1, candidates: int = 8
 ) -> np.ndarray:
@@ -222,16 +226,19 @@ def point_mesh_distance(
     todo = np.arange(len(points))
     k = min(candidates, len(triangles))
     while len(todo):
-        centroid_d, faces = tree.query(points[todo], k=k, workers=workers)
-        centroid_d, faces = centroid_d.reshape(len(todo), k), faces.reshape(len(todo), k)
-        query = np.repeat(points[todo], k, axis=0)
-        nearest = closest_points_on_triangles(query, triangles[faces.reshape(-1)])
-        best = np.linalg.norm(query - nearest, axis=1).reshape(len(todo), k).min(axis=1)
-        result[todo] = best
+        unsettled = []
+        rows = max(1, _PAIRS_PER_CHUNK // k)  # bounds the memory of one pass
+        for chunk in np.array_split(todo, -(-len(todo) // rows)):
+            centroid_d, faces = tree.query(points[chunk], k=k, workers=workers)
+            centroid_d, faces = centroid_d.reshape(len(chunk), k), faces.reshape(len(chunk), k)
+            query = np.repeat(points[chunk], k, axis=0)
+            nearest = closest_points_on_triangles(query, triangles[faces.reshape(-1)])
+            best = np.linalg.norm(query - nearest, axis=1).reshape(len(chunk), k).min(axis=1)
+            result[chunk] = best
+            unsettled.append(chunk[best > centroid_d[:, -1] - radius])
         if k == len(triangles):
             break
-        settled = best <= centroid_d[:, -1] - radius
-        todo = todo[~settled]
+        todo = np.concatenate(unsettled)
         k = min(2 * k, len(triangles))
     return result
 

@@ -96,75 +96,9 @@ def nearest_neighbors(
     return distances, indices
 
 
-def closest_points_on_triangles(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """The point of each triangle nearest to the matching query point (row by row).
-
-    Args:
-        points: [N, 3] query points.
-        triangles: [N, 3, 3] one triangle (three corners) per query point.
-
-    Returns:
-        [N, 3] closest points. The Voronoi regions of the corners, edges and face are tested
-        in closed form (barycentric coordinates of the projection, clamped onto the nearest
-        feature); degenerate triangles fall back to their edges.
-    """
-    p = np.asarray(points, dtype=np.float64)
-    a, b, c = (np.asarray(triangles, dtype=np.float64)[:, i] for i in range(3))
-    ab, ac, ap = b - a, c - a, p - a
-
-    def dot(u, v):
-        return np.einsum("ij,ij->i", u, v)
-
-    d1, d2 = dot(ab, ap), dot(ac, ap)
-    bp, cp = p - b, p - c
-    d3, d4 = dot(ab, bp), dot(ac, bp)
-    d5, d6 = dot(ab, cp), dot(ac, cp)
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    # Inside the face: barycentric coordinates (vb, vc) / (va + vb + vc).
-    total = va + vb + vc
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v, w = vb / total, vc / total
-    out = a + v[:, None] * ab + w[:, None] * ac
-    done = (va >= 0) & (vb >= 0) & (vc >= 0) & (total > 0)
-
-    def edge(start, direction, t, region):
-        nonlocal out, done
-        region = region & ~done
-        out[region] = start[region] + np.clip(t[region], 0, 1)[:, None] * direction[region]
-        done = done | region
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Corner regions first, then edge regions (order matters only on their borders).
-        for corner, region in (
-            (a, (d1 <= 0) & (d2 <= 0)),
-            (b, (d3 >= 0) & (d4 <= d3)),
-            (c, (d6 >= 0) & (d5 <= d6)),
-        ):
-            region = region & ~done
-            out[region] = corner[region]
-            done = done | region
-        edge(a, ab, d1 / (d1 - d3), (vc <= 0) & (d1 >= 0) & (d3 <= 0))
-        edge(a, ac, d2 / (d2 - d6), (vb <= 0) & (d2 >= 0) & (d6 <= 0))
-        bc = c - b
-        edge(
-            b, bc, (d4 - d3) / ((d4 - d3) + (d5 - d6)), (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)
-        )
-    if not done.all():  # degenerate triangles: the nearest of the three edges
-        rest = ~done
-        best = None
-        for start, end in ((a, b), (b, c), (c, a)):
-            s, e, q = start[rest], end[rest], p[rest]
-            d = e - s
-            length = np.maximum(dot(d, d), 1e-300)
-            cand = s + np.clip(dot(q - s, d) / length, 0, 1)[:, None] * d
-            dist = np.linalg.norm(q - cand, axis=1)
-            if best is None:
-                best, best_d = cand, dist
-            else:
-                closer = dist < best_d
-                best[closer], best_d[closer] = cand[closer], dist[closer]
-        out[rest] = best
-    return out
+def _triangle_radii(triangles: np.ndarray) -> np.ndarray:
+    """[T] largest centroid-to-corner distance of each of [T, 3, 3] triangles."""
+    return np.linalg.norm(triangles - triangles.mean(axis=1, keepdims=True), axis=2).max(axis=1)
 
 
 def _split_large_triangles(triangles: np.ndarray, factor: float = 2.0) -> np.ndarray:
@@ -172,14 +106,10 @@ def _split_large_triangles(triangles: np.ndarray, factor: float = 2.0) -> np.nda
     radius) cut into four at its edge midpoints, repeatedly: the same surface in pieces of
     similar size, so that one large triangle does not loosen the search bound of
     :func:`point_mesh_distance` for every point."""
-
-    def radii(t):
-        return np.linalg.norm(t - t.mean(axis=1, keepdims=True), axis=2).max(axis=1)
-
-    limit = factor * float(np.median(radii(triangles)))
+    limit = factor * float(np.median(_triangle_radii(triangles)))
     done, todo = [], triangles
     while len(todo):
-        large = radii(todo) > limit
+        large = _triangle_radii(todo) > limit
         done.append(todo[~large])
         big = todo[large]
         if not len(big) or limit <= 0:
@@ -219,9 +149,8 @@ def point_mesh_distance(
         raise PrivheadError("The mesh has no faces to measure distances to.")
     points = np.asarray(points, dtype=np.float64)
     triangles = _split_large_triangles(triangles)
-    centroids = triangles.mean(axis=1)
-    radius = float(np.linalg.norm(triangles - centroids[:, None], axis=2).max())
-    tree = cKDTree(centroids)
+    radius = float(_triangle_radii(triangles).max())
+    tree = cKDTree(triangles.mean(axis=1))
     result = np.full(len(points), np.inf)
     todo = np.arange(len(points))
     k = min(candidates, len(triangles))
@@ -232,7 +161,7 @@ def point_mesh_distance(
             centroid_d, faces = tree.query(points[chunk], k=k, workers=workers)
             centroid_d, faces = centroid_d.reshape(len(chunk), k), faces.reshape(len(chunk), k)
             query = np.repeat(points[chunk], k, axis=0)
-            nearest = closest_points_on_triangles(query, triangles[faces.reshape(-1)])
+            nearest = trimesh.triangles.closest_point(triangles[faces.reshape(-1)], query)
             best = np.linalg.norm(query - nearest, axis=1).reshape(len(chunk), k).min(axis=1)
             result[chunk] = best
             unsettled.append(chunk[best > centroid_d[:, -1] - radius])
@@ -932,26 +861,23 @@ def evaluate_meshes(
         pred_points = transform_points(transform, pred_points)
         pred_normals = pred_normals @ transform[:3, :3].T
 
+    pred_mask, gt_mask = region.contains(pred_points), region.contains(gt_points)
     metrics = chamfer(
         pred_points,
         gt_points,
         pred_normals,
         gt_normals,
         thresholds=thresholds,
-        pred_mask=region.contains(pred_points),
-        gt_mask=region.contains(gt_points),
+        pred_mask=pred_mask,
+        gt_mask=gt_mask,
         workers=workers,
     )
     surface_metrics = None
     if surface:
-        moved = pred_mesh.copy()
-        moved.apply_transform(transform)
-        accuracy = point_mesh_distance(
-            pred_points[region.contains(pred_points)], gt_mesh, workers
-        ).mean()
-        completeness = point_mesh_distance(
-            gt_points[region.contains(gt_points)], moved, workers
-        ).mean()
+        accuracy = point_mesh_distance(pred_points[pred_mask], gt_mesh, workers).mean()
+        # distances are rigid-invariant: the GT samples go back to the unmoved prediction
+        back = transform_points(np.linalg.inv(transform), gt_points[gt_mask])
+        completeness = point_mesh_distance(back, pred_mesh, workers).mean()
         surface_metrics = SurfaceMetrics(
             float(accuracy), float(completeness), float((accuracy + completeness) / 2)
         )

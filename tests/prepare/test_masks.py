@@ -95,27 +95,36 @@ def test_static_background_masks():
     assert not is_static_camera(moving)
 
 
+def _turntable_scene(seed: int, half_widths: list[int], hair_above_row: int | None = None):
+    """A fixed camera on a checker room and an elliptic head of textured skin (never the same
+    twice), one view per half width; optionally a cap of uniform hair above a row.
+
+    Returns:
+        images [V, SIZE, SIZE, 3] uint8, true masks [V, SIZE, SIZE], the row index grid.
+    """
+    rng = np.random.default_rng(seed)
+    background = _checker(rng, (SIZE, SIZE), 8)
+    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
+    images, truth = [], []
+    for half_width in half_widths:
+        head = ((cols - 48) / half_width) ** 2 + ((rows - 50) / 34) ** 2 < 1
+        frame = background.copy()
+        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 3))
+        frame[head] = np.clip(skin, 0, 255)[head]
+        if hair_above_row is not None:
+            frame[head & (rows < hair_above_row)] = (60, 40, 30)
+        images.append(frame)
+        truth.append(head)
+    return np.stack(images).astype(np.uint8), np.stack(truth), rows
+
+
 def test_static_background_masks_with_a_turning_head_of_uniform_hair():
     # A head wider in profile than from the front (the room just outside the 3 frontal
     # silhouettes is covered by the head in the 9 other views) with a cap of uniform hair on the
     # turning axis: the same colour in every view, like the room. Both fooled the per-pixel
     # median (IoU 0.76 on this scene, the hair cap lost). The skin is textured: a view of it
     # never repeats.
-    rng = np.random.default_rng(4)
-    background = _checker(rng, (SIZE, SIZE), 8)
-    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
-    images, truth = [], []
-    for k in range(12):
-        half_width = 18 if k < 3 else 27
-        head = ((cols - 48) / half_width) ** 2 + ((rows - 50) / 34) ** 2 < 1
-        hair = head & (rows < 32)
-        frame = background.copy()
-        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 3))
-        frame[head] = np.clip(skin, 0, 255)[head]
-        frame[hair] = (60, 40, 30)
-        images.append(frame)
-        truth.append(head)
-    images, truth = np.stack(images).astype(np.uint8), np.stack(truth)
+    images, truth, rows = _turntable_scene(4, [18 if k < 3 else 27 for k in range(12)], 32)
     assert is_static_camera(images)
     masks, features = static_background_masks(images)
     assert mask_iou(masks, truth) > 0.9
@@ -174,19 +183,7 @@ def test_static_background_masks_leave_out_room_the_head_covers_now_and_then():
     # silhouettes is room in 8 of 12 views. Labelled probable head in the plate because it
     # moves, the band went into every mask (the shared turntable shoots: 3-8 % of the head's
     # area as room around it; this scene: IoU 0.84 in the narrow views).
-    rng = np.random.default_rng(5)
-    background = _checker(rng, (SIZE, SIZE), 8)
-    cols, rows = np.meshgrid(np.arange(SIZE), np.arange(SIZE))
-    images, truth = [], []
-    for k in range(12):
-        half_width = 28 if k % 3 == 0 else 18
-        head = ((cols - 48) / half_width) ** 2 + ((rows - 50) / 34) ** 2 < 1
-        frame = background.copy()
-        skin = np.array([200, 140, 110]) + rng.integers(-40, 40, size=(SIZE, SIZE, 3))
-        frame[head] = np.clip(skin, 0, 255)[head]
-        images.append(frame)
-        truth.append(head)
-    images, truth = np.stack(images).astype(np.uint8), np.stack(truth)
+    images, truth, _ = _turntable_scene(5, [28 if k % 3 == 0 else 18 for k in range(12)])
     masks, _ = static_background_masks(images)
     narrow = [k for k in range(12) if k % 3]
     assert mask_iou(masks[narrow], truth[narrow]) > 0.95
